@@ -1,0 +1,71 @@
+"""The ``icmbridge`` command: one console script, one subcommand per job.
+
+Each command lives next to the code it drives and exposes ``register(subparsers)``, which adds its
+parser and sets ``func`` to a callable taking the parsed arguments and returning an exit code.
+Errors meant for the user (:class:`~icmbridge.errors.IcmError`, unreadable files) end the program
+with one ``error:`` line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from icmbridge import __version__
+from icmbridge.errors import IcmError
+
+# Modules that contribute subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES = [
+    "icmbridge.codec.commands",
+    "icmbridge.data.commands",
+    "icmbridge.train.commands",
+]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults of every option and keep the descriptions' line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="icmbridge",
+        description=(
+            "Learned image coding for machines that humans can look at too: one bitstream, a "
+            "machine decoder and a PatchGAN-finetuned human decoder."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"icmbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command module not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IcmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The ICM codec: a scale hyper-prior with a transposed-convolution synthesis transform.
+
+Architecture (Ballé et al., ICLR 2018, "Variational image compression with a scale hyperprior"),
+the kind of codec the paper finetunes::
+
+      x ──► g_a ──► y ──► Q ──► ŷ ──► g_s ──► x̂          g_a: 4 × (conv k5 s2) with GDN
+                    │            ▲                          g_s: 4 × (ConvTranspose2d k5 s2) with IGDN
+                  |·|           σ̂
+                    ▼            │
+                   h_a ──► z ──► Q ──► ẑ ──► h_s
+
+The strided ``ConvTranspose2d`` upsampling of ``g_s`` is what draws the checkerboard artifacts at
+low rates; the paper removes them by finetuning the *first synthesis layers* (nearest ŷ) only.
+
+Coding is made reproducible across thread counts, batch sizes and processes by two choices:
+
+* the quantised CDF tables are buffers saved with the weights, so a decoder never rebuilds them
+  from floats of its own (``update()`` runs only when a model has none);
+* the hyper-synthesis ``h_s`` that yields the scale indices runs in float64 on the CPU when coding,
+  so an index never flips at a table boundary because of a float32 summation order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import GDN
+from compressai.models.base import CompressionModel
+from compressai.models.utils import conv, deconv
+from torch import Tensor, nn
+
+from icmbridge.errors import InputError
+
+# Scale table of bmshj2018 (CompressAI's default): 64 log-spaced scales in [0.11, 256].
+SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
+
+
+def scale_table() -> Tensor:
+    return torch.exp(
+        torch.linspace(
+            torch.log(torch.tensor(SCALES_MIN)), torch.log(torch.tensor(SCALES_MAX)), SCALES_LEVELS
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Sizes of the codec: N channels in the transforms, M latent channels."""
+
+    N: int = 64
+    M: int = 96
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# Named configurations. ``cpu`` is what the shipped weights use: small enough to code a 512² image
+# in well under a second on 2 CPU cores; ``bmshj2018`` is CompressAI's quality-1..5 size.
+CONFIGS: dict[str, CodecConfig] = {
+    "tiny": CodecConfig(N=16, M=24),
+    "cpu": CodecConfig(N=64, M=96),
+    "bmshj2018": CodecConfig(N=128, M=192),
+}
+
+
+class ForwardOutput(NamedTuple):
+    x_hat: Tensor
+    likelihoods: dict[str, Tensor]
+
+
+class ICMCodec(CompressionModel):
+    """Hyper-prior codec following CompressAI's ``CompressionModel`` contract.
+
+    ``forward`` returns ``{"x_hat", "likelihoods"}`` (training, additive-noise proxy),
+    ``compress``/``decompress`` code real strings with CompressAI's rANS coder. Inputs are float
+    images in [0, 1] of any size; they are padded to a multiple of :attr:`downsampling` with edge
+    replication and the output is cropped back.
+    """
+
+    downsampling = 64  # g_a (16) × h_a (4)
+    upsampling = 16  # total stride of g_s, the period of its checkerboard
+
+    def __init__(self, config: CodecConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CONFIGS["cpu"]
+        N, M = self.config.N, self.config.M
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.g_a = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
+        )
+        self.g_s = nn.Sequential(
+            deconv(M, N),
+            GDN(N, inverse=True),
+            deconv(N, N),
+            GDN(N, inverse=True),
+            deconv(N, N),
+            GDN(N, inverse=True),
+            deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(M, N, stride=1, kernel_size=3),
+            nn.ReLU(inplace=True),
+            conv(N, N),
+            nn.ReLU(inplace=True),
+            conv(N, N),
+        )
+        self.h_s = nn.Sequential(
+            deconv(N, N),
+            nn.ReLU(inplace=True),
+            deconv(N, N),
+            nn.ReLU(inplace=True),
+            conv(N, M, stride=1, kernel_size=3),
+            nn.ReLU(inplace=True),
+        )
+        self._frozen_prefixes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ structure
+    def synthesis_layers(self) -> list[list[str]]:
+        """Synthesis layers from the latent outwards, each as the ``g_s`` module names it groups.
+
+        A layer is a transposed convolution with the IGDN that follows it; the last one has none.
+        ``first:K`` finetuning selects the first K of these.
+        """
+        layers: list[list[str]] = []
+        for name, module in self.g_s.named_children():
+            if isinstance(module, nn.ConvTranspose2d):
+                layers.append([f"g_s.{name}"])
+            else:
+                layers[-1].append(f"g_s.{name}")
+        return layers
+
+    def encoder_and_entropy_modules(self) -> dict[str, nn.Module]:
+        """Everything the bitstream depends on: its fingerprint covers exactly these."""
+        return {
+            "g_a": self.g_a,
+            "h_a": self.h_a,
+            "h_s": self.h_s,
+            "entropy_bottleneck": self.entropy_bottleneck,
+            "gaussian_conditional": self.gaussian_conditional,
+        }
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_for_finetune(self, trainable_prefixes: list[str]) -> list[nn.Parameter]:
+        """Freeze everything but the parameters under ``trainable_prefixes`` and return those.
+
+        Frozen modules stay in eval mode even after ``.train()``, so no batch statistics or
+        other state of the encoder and entropy models can drift during finetuning.
+        """
+        prefixes = tuple(trainable_prefixes)
+        trainable: list[nn.Parameter] = []
+        for name, p in self.named_parameters():
+            keep = any(name == q or name.startswith(q + ".") for q in prefixes)
+            p.requires_grad_(keep)
+            if keep:
+                trainable.append(p)
+        if not trainable:
+            raise InputError(f"no codec parameter matches {list(trainable_prefixes)}")
+        self._frozen_prefixes = prefixes
+        self.train(self.training)
+        return trainable
+
+    def train(self, mode: bool = True) -> ICMCodec:
+        super().train(mode)
+        if self._frozen_prefixes:
+            for name, module in self.named_modules():
+                if name and not any(
+                    name == q or name.startswith(q + ".") or q.startswith(name + ".")
+                    for q in self._frozen_prefixes
+                ):
+                    module.eval()
+        return self
+
+    # ------------------------------------------------------------------ training path
+    def forward(self, x: Tensor) -> dict[str, Tensor | dict[str, Tensor]]:
+        check_image_tensor(x)
+        h, w = x.shape[-2:]
+        x_pad = pad_to_multiple(x, self.downsampling)
+        y = self.g_a(x_pad)
+        z = self.h_a(torch.abs(y))
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        scales_hat = self.h_s(z_hat)
+        y_hat, y_likelihoods = self.gaussian_conditional(y, scales_hat)
+        x_hat = self.g_s(y_hat)[..., :h, :w]
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    # ------------------------------------------------------------------ coding path
+    def ready_to_code(self) -> bool:
+        return all(
+            m._quantized_cdf.numel() > 0 for m in (self.entropy_bottleneck, self.gaussian_conditional)
+        )
+
+    def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
+        """Build the CDF tables (CompressAI's ``update``) with this codec's scale table."""
+        if scale_table is None:
+            scale_table = globals()["scale_table"]()
+        return super().update(scale_table=scale_table, force=force)
+
+    def _ensure_ready(self) -> None:
+        if not self.ready_to_code():
+            self.update(force=True)
+
+    def _coding_scales(self, z_hat: Tensor) -> Tensor:
+        """σ̂ = h_s(ẑ) in float64 on the CPU: the indices must be identical on every decoder."""
+        h_s64 = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64)
+        return h_s64(z_hat.to(device="cpu", dtype=torch.float64))
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, object]:
+        """Code a batch of images ``(B, 3, H, W)`` in [0, 1] to rANS strings."""
+        check_image_tensor(x)
+        self._ensure_ready()
+        x_pad = pad_to_multiple(x, self.downsampling)
+        y = self.g_a(x_pad)
+        z = self.h_a(torch.abs(y))
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        indexes = self.gaussian_conditional.build_indexes(self._coding_scales(z_hat))
+        y_strings = self.gaussian_conditional.compress(y.cpu(), indexes)
+        return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
+
+    @torch.no_grad()
+    def decompress(
+        self, strings: list[list[bytes]], shape: tuple[int, int], out_hw: tuple[int, int] | None = None
+    ) -> dict[str, Tensor]:
+        """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding."""
+        self._ensure_ready()
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        indexes = self.gaussian_conditional.build_indexes(self._coding_scales(z_hat))
+        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
+        device = next(self.g_s.parameters()).device
+        x_hat = self.g_s(y_hat.to(device)).clamp_(0, 1)
+        if out_hw is not None:
+            x_hat = x_hat[..., : out_hw[0], : out_hw[1]]
+        return {"x_hat": x_hat}
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial shape of ẑ for an image of ``height × width``."""
+        d = self.downsampling
+        return (-(-height // d), -(-width // d))
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad bottom/right to a multiple of ``multiple`` by edge replication (works for 1×1 too)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def check_image_tensor(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise InputError(f"expected an image batch of shape (B, 3, H, W), got {shape}")
+    if not x.is_floating_point():
+        raise InputError(f"expected a float image in [0, 1], got dtype {x.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
+        raise InputError(
+            f"image values must lie in [0, 1] (got min {x.min().item():.3g}, "
+            f"max {x.max().item():.3g}); divide 8-bit images by 255"
+        )

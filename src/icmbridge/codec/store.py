@@ -1,0 +1,133 @@
+"""Saving and loading codecs: safetensors weights + a JSON config, by name or by path.
+
+A model is a folder holding ``model.safetensors`` and ``config.json``. Shipped models live in
+``weights/NAME/`` (override the folder with ``ICMBRIDGE_WEIGHTS``); training writes the same
+layout into its checkpoints, so a checkpoint loads exactly like a shipped model. Loading leaves the
+codec in eval mode with its CDF tables ready: ``update()`` is never the caller's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from icmbridge.codec.model import CONFIGS, CodecConfig, ICMCodec
+from icmbridge.errors import InputError
+from icmbridge.utils.atomic import atomic_directory
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "icmbridge-codec"
+FORMAT_VERSION = 1
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("ICMBRIDGE_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "weights"
+
+
+def available_models() -> list[str]:
+    root = weights_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / WEIGHTS_FILE).is_file())
+
+
+def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """Find a model folder from a shipped name, a folder, a ``.safetensors`` file or a run dir."""
+    path = Path(name_or_path)
+    candidates = [path, path / "checkpoints" / "last"]
+    if path.suffix == ".safetensors":
+        candidates.insert(0, path.parent)
+    if not path.is_absolute() and len(path.parts) == 1:
+        candidates.append(weights_dir() / path)
+    for folder in candidates:
+        if (folder / WEIGHTS_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+            return folder
+    shipped = ", ".join(available_models()) or "none"
+    raise InputError(
+        f"no model at {str(name_or_path)!r}: give a shipped name ({shipped}) or a folder with "
+        f"{WEIGHTS_FILE} and {CONFIG_FILE}"
+    )
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {folder / CONFIG_FILE}: {exc}") from None
+    if cfg.get("format") != FORMAT:
+        raise InputError(f"{folder / CONFIG_FILE} is not an icmbridge codec config")
+    if cfg.get("format_version", 0) > FORMAT_VERSION:
+        raise InputError(f"{folder} was written by a newer icmbridge; upgrade to load it")
+    return cfg
+
+
+def build_codec(config: CodecConfig | str) -> ICMCodec:
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise InputError(f"unknown codec configuration {config!r}; known: {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    return ICMCodec(config)
+
+
+def load_codec(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ICMCodec:
+    """Load a codec ready to code (eval mode, CDF tables present)."""
+    folder = resolve_model_path(name_or_path)
+    cfg = read_config(folder)
+    try:
+        codec = ICMCodec(CodecConfig(**cfg["codec"]))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{folder / CONFIG_FILE}: bad codec sizes ({exc})") from None
+    try:
+        state = load_file(folder / WEIGHTS_FILE)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise InputError(f"cannot read {folder / WEIGHTS_FILE}: {exc}") from None
+    try:
+        codec.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise InputError(
+            f"{folder / WEIGHTS_FILE} does not fit the codec sizes in its config "
+            f"{cfg['codec']}: {' '.join(first[:3])}"
+        ) from None
+    codec.to(device).eval()
+    if not codec.ready_to_code():
+        codec.update(force=True)
+    codec.meta = cfg.get("meta", {})  # type: ignore[attr-defined]
+    return codec
+
+
+def codec_state(codec: ICMCodec) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors wants it: contiguous CPU tensors, no shared storage."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in codec.state_dict().items()}
+
+
+def write_model(folder: Path, codec: ICMCodec, meta: dict[str, Any] | None = None) -> None:
+    """Write ``model.safetensors`` + ``config.json`` into an existing folder (no atomicity)."""
+    if not codec.ready_to_code():
+        codec.update(force=True)
+    save_file(codec_state(codec), str(folder / WEIGHTS_FILE))
+    cfg = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": "scale-hyperprior, ConvTranspose2d k5 s2 synthesis",
+        "codec": codec.config.to_dict(),
+        "meta": meta or {},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def save_codec(codec: ICMCodec, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Atomically (re)place a model folder: a crash leaves the old one or the new one, whole."""
+    folder = Path(folder)
+    with atomic_directory(folder) as tmp:
+        write_model(tmp, codec, meta)
+    return folder
