@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -68,9 +66,40 @@ CONFIGS: dict[str, CodecConfig] = {
 }
 
 
-class ForwardOutput(NamedTuple):
-    x_hat: Tensor
-    likelihoods: dict[str, Tensor]
+class _SeededNoise:
+    """Mixin for CompressAI entropy models: training noise drawn per sample from its own seed.
+
+    The uniform noise that stands in for quantisation during training then depends only on a
+    sample's identity, not on how samples are split over processes or where a run was resumed,
+    so a 2-process DDP run and a resumed run reproduce the 1-process, uninterrupted one.
+    """
+
+    sample_seeds: Tensor | None = None
+
+    @staticmethod
+    def _uniform(shape: tuple[int, ...], seed: int) -> Tensor:
+        return torch.empty(shape).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(seed))
+
+    def _sample_noise(self, inputs: Tensor, seeds: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def quantize(self, inputs: Tensor, mode: str, means: Tensor | None = None) -> Tensor:
+        if mode == "noise" and self.sample_seeds is not None:
+            return inputs + self._sample_noise(inputs, self.sample_seeds).to(inputs)
+        return super().quantize(inputs, mode, means)  # type: ignore[misc]
+
+
+class SeededEntropyBottleneck(_SeededNoise, EntropyBottleneck):
+    def _sample_noise(self, inputs: Tensor, seeds: Tensor) -> Tensor:
+        # EntropyBottleneck quantises values laid out as (C, 1, B·H·W), sample-major.
+        c, _, n = inputs.shape
+        per = n // len(seeds)
+        return torch.cat([self._uniform((c, 1, per), int(s)) for s in seeds], dim=-1)
+
+
+class SeededGaussianConditional(_SeededNoise, GaussianConditional):
+    def _sample_noise(self, inputs: Tensor, seeds: Tensor) -> Tensor:
+        return torch.stack([self._uniform(tuple(inputs.shape[1:]), int(s)) for s in seeds])
 
 
 class ICMCodec(CompressionModel):
@@ -89,8 +118,8 @@ class ICMCodec(CompressionModel):
         super().__init__()
         self.config = config or CONFIGS["cpu"]
         N, M = self.config.N, self.config.M
-        self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = SeededEntropyBottleneck(N)
+        self.gaussian_conditional = SeededGaussianConditional(None)
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M)
         )
@@ -177,8 +206,19 @@ class ICMCodec(CompressionModel):
         return self
 
     # ------------------------------------------------------------------ training path
-    def forward(self, x: Tensor) -> dict[str, Tensor | dict[str, Tensor]]:
+    def forward(
+        self, x: Tensor, sample_seeds: Tensor | None = None
+    ) -> dict[str, Tensor | dict[str, Tensor]]:
+        """Training pass (noise proxy for quantisation; rounding in eval mode).
+
+        ``sample_seeds`` (one integer per image) makes the training noise a function of each
+        sample alone; without it the noise comes from torch's global generator.
+        """
         check_image_tensor(x)
+        self.entropy_bottleneck.sample_seeds = sample_seeds
+        self.gaussian_conditional.sample_seeds = (
+            None if sample_seeds is None else sample_seeds + (1 << 40)
+        )
         h, w = x.shape[-2:]
         x_pad = pad_to_multiple(x, self.downsampling)
         y = self.g_a(x_pad)
@@ -207,8 +247,13 @@ class ICMCodec(CompressionModel):
 
     def _coding_scales(self, z_hat: Tensor) -> Tensor:
         """σ̂ = h_s(ẑ) in float64 on the CPU: the indices must be identical on every decoder."""
-        h_s64 = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64)
-        return h_s64(z_hat.to(device="cpu", dtype=torch.float64))
+        # The float64 copy is rebuilt only when h_s's weights change (tracked by version counters).
+        key = tuple((p.data_ptr(), p._version) for p in self.h_s.parameters())
+        cached = self.__dict__.get("_h_s64")
+        if cached is None or cached[0] != key:
+            h_s64 = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64)
+            self.__dict__["_h_s64"] = cached = (key, h_s64)
+        return cached[1](z_hat.to(device="cpu", dtype=torch.float64))
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, object]:

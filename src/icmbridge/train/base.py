@@ -1,0 +1,250 @@
+"""Base ICM training: rate + task loss through a frozen machine-task network (+ optional MSE).
+
+    loss = w_rate · bpp  +  λ_task · task(x̂, x)  +  λ_mse · 255² · MSE(x̂, x)
+
+``bpp`` is the estimated rate of ŷ and ẑ from the likelihoods; ``task`` is the task's own loss
+(label-free distillation by default); the MSE term uses CompressAI's 255² scaling so that λ_mse
+reads like CompressAI's λ. ``w_rate`` is 1, or steered towards ``target_bpp`` when one is given.
+The entropy bottleneck's auxiliary loss has its own optimizer, as in CompressAI.
+
+Read top to bottom: configuration, setup, the loop, checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.store import build_codec, load_codec
+from icmbridge.errors import IcmError, InputError
+from icmbridge.train import runtime as rtm
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
+    init: str | None = None  # start from this model instead of random weights
+    task: str = "face"
+    task_weights: str | None = None
+    data: list[str] = field(default_factory=lambda: ["faces", "photos"])
+    steps: int = 4000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    warmup: int = 100
+    lambda_task: float = 1.0
+    lambda_mse: float = 0.01
+    target_bpp: float | None = None
+    rate_gain: float = 0.02  # how fast w_rate follows target_bpp (per step, log scale)
+    clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 10
+    max_bad_steps: int = 20
+    device: str = "auto"
+    threads: int | None = None
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        for name in ("lambda_task", "lambda_mse", "lr", "aux_lr", "clip"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
+        if self.lambda_task == 0 and self.lambda_mse == 0:
+            raise InputError("--lambda-task and --lambda-mse are both 0: nothing to learn but rate")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("--steps, --batch-size and --checkpoint-every must be ≥ 1")
+        if self.crop < 64 or self.crop % 16:
+            raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
+        if self.target_bpp is not None and not (0 < self.target_bpp < 24):
+            raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
+
+
+def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
+    """Estimated bits per pixel of a batch: Σ −log2 p over all latents / (B·H·W)."""
+    return sum(-torch.log2(lk).sum() for lk in likelihoods.values()) / num_pixels  # type: ignore
+
+
+def build_training_data(names: list[str], crop: int, seed: int):
+    from icmbridge.data import get_set
+    from icmbridge.data.images import TrainCrops
+
+    images = []
+    for name in names:
+        images += [s.image for s in get_set(name, "train")]
+    if not images:
+        raise InputError(f"no training images in {names}")
+    return TrainCrops(images, crop=crop, samples_per_epoch=10**9, seed=seed)
+
+
+def validation_images(n: int = 2) -> list[torch.Tensor]:
+    """A few held-out photos for monitoring (never selection): real bpp and PSNR in the logs."""
+    from icmbridge.data import get_set
+    from icmbridge.imageio import array_to_tensor
+
+    samples = get_set("photos", "test")[:n]
+    return [array_to_tensor(s.image[:256, :256]) for s in samples]
+
+
+@torch.no_grad()
+def measure(codec: ICMCodec, images: list[torch.Tensor]) -> dict[str, float]:
+    """Real bitstream bpp and PSNR of ``images`` (codec temporarily in eval mode)."""
+    from icmbridge.codec import bitstream
+
+    was_training = codec.training
+    codec.eval()
+    codec.update(force=True)
+    bpps, psnrs = [], []
+    for x in images:
+        data = bitstream.encode(codec, x)
+        x_hat = bitstream.decode(codec, data)
+        bpps.append(8 * len(data) / x[0, 0].numel())
+        psnrs.append(float(-10 * torch.log10(F.mse_loss(x_hat, x))))
+    codec.train(was_training)
+    return {"bpp": sum(bpps) / len(bpps), "psnr": sum(psnrs) / len(psnrs)}
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train a base ICM codec; returns the folder of the final checkpoint."""
+    from icmbridge.tasks import build_task
+
+    cfg.validate()
+    rt = rtm.setup_runtime(cfg.device, cfg.threads)
+    run_dir = Path(cfg.out)
+    ckpts = rtm.Checkpoints(run_dir)
+    try:
+        if rt.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rtm.write_run_config(run_dir, {"command": "train", **asdict(cfg)})
+
+        # --- model, task, data, optimizers
+        torch.manual_seed(cfg.seed)
+        saved: dict[str, Any] | None = None
+        if resume:
+            last, saved = ckpts.load_state()
+            codec = load_codec(last)
+            if rt.is_main:
+                print(f"resuming from {last} at step {saved['loop']['step']}")
+        else:
+            codec = load_codec(cfg.init) if cfg.init else build_codec(cfg.codec)
+        codec.to(rt.device).train()
+        task_args = {"weights_path": cfg.task_weights} if cfg.task_weights else {}
+        task = build_task(cfg.task, **task_args).to(rt.device)
+        data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
+        aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
+        opt = torch.optim.Adam(main_params, lr=cfg.lr)
+        aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+        state: dict[str, Any] = {"step": 0, "log_w_rate": 0.0, "bad_steps": 0, "skipped": 0}
+
+        if saved is not None:
+            opt.load_state_dict(saved["optimizer"])
+            aux_opt.load_state_dict(saved["aux_optimizer"])
+            state = saved["loop"]
+        if state["step"] >= cfg.steps:
+            return ckpts.last or run_dir
+
+        model: torch.nn.Module = codec
+        if rt.distributed:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                codec, [n for n, _ in codec.named_parameters() if n.endswith("quantiles")]
+            )
+            model = DistributedDataParallel(codec, broadcast_buffers=False)
+        log = rtm.Logger(rt, run_dir, cfg.tensorboard)
+        val = validation_images() if rt.is_main else []
+
+        def save(step: int) -> None:
+            if rt.is_main:
+                meta = {"trained_steps": step, "train_config": asdict(cfg)}
+                ckpts.save(
+                    step,
+                    codec,
+                    meta,
+                    {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(),
+                     "loop": dict(state)},
+                )
+            if rt.distributed:
+                torch.distributed.barrier()
+
+        # --- the loop
+        bar = rtm.progress(rt, cfg.steps, state["step"], "train")
+        t0 = time.perf_counter()
+        for step in bar:
+            rtm.set_lr(opt, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
+            x, ids = rtm.step_batch(data, step, cfg.batch_size, rt)
+            x = x.to(rt.device)
+            out = model(x, sample_seeds=ids + cfg.seed * 10**9)
+            x_hat = out["x_hat"]
+            bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
+            mse = F.mse_loss(x_hat, x)
+            task_loss = task.loss(x_hat, x) if cfg.lambda_task > 0 else torch.zeros((), device=rt.device)
+            w_rate = math.exp(state["log_w_rate"])
+            loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
+
+            if not rtm.all_finite(rt, loss):
+                state["skipped"] += 1
+                state["bad_steps"] += 1
+                opt.zero_grad(set_to_none=True)
+                if state["bad_steps"] > cfg.max_bad_steps:
+                    raise IcmError(
+                        f"loss was NaN/inf for {state['bad_steps']} steps in a row at step {step}: "
+                        "lower --lr or the λ weights, or check the data"
+                    )
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
+            if not rtm.all_finite(rt, grad_norm):
+                state["skipped"] += 1
+                state["bad_steps"] += 1
+                continue
+            opt.step()
+            state["bad_steps"] = 0
+
+            aux_opt.zero_grad(set_to_none=True)
+            aux = codec.aux_loss()
+            aux.backward()
+            aux_opt.step()
+
+            terms = rtm.mean_over_ranks(
+                rt,
+                {"loss": loss.item(), "bpp": bpp.item(), "task": task_loss.item(),
+                 "psnr": -10 * math.log10(max(mse.item(), 1e-10)), "aux": aux.item()},
+            )
+            if cfg.target_bpp is not None:
+                err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
+                state["log_w_rate"] = min(7.0, max(-7.0, state["log_w_rate"] + cfg.rate_gain * err))
+            state["step"] = step + 1
+            if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
+                bar.set_postfix(
+                    bpp=f"{terms['bpp']:.3f}", task=f"{terms['task']:.4f}",
+                    psnr=f"{terms['psnr']:.1f}", w=f"{w_rate:.2f}",
+                )
+                log.scalars(step, {**terms, "w_rate": w_rate, "lr": opt.param_groups[0]["lr"],
+                                   "skipped": state["skipped"],
+                                   "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial)})
+            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
+                if rt.is_main and val:
+                    held_out = measure(codec, val)
+                    log.scalars(step, held_out, prefix="heldout")
+                    log.image(step, "heldout/x_hat", codec.eval()(val[0])["x_hat"][0].detach())
+                    codec.train()
+                    bar.write(
+                        f"step {state['step']}: held-out {held_out['bpp']:.3f} bpp, "
+                        f"{held_out['psnr']:.2f} dB"
+                    )
+                save(state["step"])
+        log.close()
+        return ckpts.last or run_dir
+    finally:
+        rtm.teardown_runtime(rt)

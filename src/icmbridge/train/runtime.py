@@ -1,0 +1,247 @@
+"""What every training loop here needs: processes, devices, data order, checkpoints, logging.
+
+Shared by ``train`` (rate + task) and ``finetune`` (adversarial decoder finetuning):
+
+* one process or many under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU);
+* a data order that is a pure function of (seed, step), so a resumed or distributed run sees the
+  very same samples as an uninterrupted single-process one;
+* atomic checkpoints (a folder per step, ``last`` a symlink swapped atomically), so a kill at any
+  moment loses at most the steps since the last checkpoint and never a checkpoint itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.store import write_model
+from icmbridge.errors import IcmError, InputError
+from icmbridge.utils.atomic import atomic_directory
+
+# ---------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_runtime(device: str = "auto", threads: int | None = None) -> Runtime:
+    """Join the process group when launched by torchrun; pick the device for this rank."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(rank=rank, world_size=world, device=dev)
+
+
+def teardown_runtime(rt: Runtime) -> None:
+    if rt.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_finite(rt: Runtime, *values: Tensor) -> bool:
+    """True when every value is finite on every rank (all ranks must skip a bad step together)."""
+    ok = torch.tensor(float(all(bool(torch.isfinite(v).all()) for v in values)), device=rt.device)
+    if rt.distributed:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() > 0)
+
+
+def mean_over_ranks(rt: Runtime, values: dict[str, float]) -> dict[str, float]:
+    if not rt.distributed:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=rt.device)
+    dist.all_reduce(t)
+    return {k: float(v) / rt.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+# ---------------------------------------------------------------------------- data order
+
+
+def step_batch(
+    dataset: Dataset, step: int, global_batch: int, rt: Runtime
+) -> tuple[Tensor, Tensor]:
+    """This rank's share of global batch ``step``: images and their global sample ids.
+
+    Sample ``i`` of the run is ``dataset[i % len(dataset)]``; the global batch of a step is
+    ``global_batch`` consecutive ids, split into contiguous slices per rank. The order depends on
+    nothing but (dataset seed, step), which is what makes resume and DDP exact. (torch's
+    DistributedSampler cannot start in the middle of an epoch, hence this.)
+    """
+    if global_batch % rt.world_size:
+        raise InputError(
+            f"batch size {global_batch} must be divisible by the number of processes "
+            f"({rt.world_size})"
+        )
+    local = global_batch // rt.world_size
+    first = step * global_batch + rt.rank * local
+    ids = torch.arange(first, first + local)
+    images = torch.stack([dataset[int(i) % len(dataset)] for i in ids])
+    return images, ids
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+STATE_FILE = "training_state.pt"
+
+
+class Checkpoints:
+    """``RUN/checkpoints/step-NNNNNNN/`` folders, ``RUN/checkpoints/last`` → the newest whole one.
+
+    Each folder is a loadable model (``model.safetensors`` + ``config.json``) plus
+    ``training_state.pt`` (optimizers, schedules, step). It is written under a temporary name and
+    renamed; ``last`` is a symlink replaced atomically, so it never points at a partial folder.
+    """
+
+    def __init__(self, run_dir: Path, keep: int = 2) -> None:
+        self.root = Path(run_dir) / "checkpoints"
+        self.keep = keep
+
+    @property
+    def last(self) -> Path | None:
+        link = self.root / "last"
+        if link.is_symlink() or link.is_dir():
+            target = link.resolve()
+            if (target / STATE_FILE).is_file():
+                return target
+        return None
+
+    def save(
+        self, step: int, codec: ICMCodec, meta: dict[str, Any], state: dict[str, Any]
+    ) -> Path:
+        folder = self.root / f"step-{step:07d}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with atomic_directory(folder) as tmp:
+                write_model(tmp, codec, meta)
+                torch.save(state, tmp / STATE_FILE)
+            link_tmp = self.root / f".last-{os.getpid()}.tmp"
+            link_tmp.unlink(missing_ok=True)
+            link_tmp.symlink_to(folder.name)
+            os.replace(link_tmp, self.root / "last")
+        except OSError as exc:
+            previous = self.last
+            kept = f"; the previous checkpoint is intact at {previous}" if previous else ""
+            raise IcmError(f"cannot write checkpoint {folder}: {exc.strerror or exc}{kept}") from None
+        self._prune(folder)
+        return folder
+
+    def _prune(self, newest: Path) -> None:
+        steps = sorted(p for p in self.root.glob("step-*") if p.is_dir())
+        for old in steps[: max(0, len(steps) - self.keep)]:
+            if old != newest:
+                shutil.rmtree(old, ignore_errors=True)
+        for junk in self.root.glob(".step-*"):  # temporaries of a killed write
+            shutil.rmtree(junk, ignore_errors=True)
+
+    def load_state(self) -> tuple[Path, dict[str, Any]]:
+        last = self.last
+        if last is None:
+            raise InputError(f"no checkpoint to resume from in {self.root}")
+        return last, torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no run.json: not a training run folder")
+    return json.loads(path.read_text())
+
+
+def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
+    from icmbridge.utils.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(run_dir) / "run.json", (json.dumps(config, indent=2) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100, floor: float = 0.05) -> float:
+    """Linear warm-up, then cosine decay to ``floor·base`` at ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+# ---------------------------------------------------------------------------- logging
+
+
+class Logger:
+    """TensorBoard scalars/images on the main rank; a no-op elsewhere."""
+
+    def __init__(self, rt: Runtime, run_dir: Path, enabled: bool = True) -> None:
+        self.writer = None
+        if rt.is_main and enabled:
+            with contextlib.suppress(ImportError):
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "train") -> None:
+        if self.writer:
+            for k, v in values.items():
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def image(self, step: int, tag: str, image: Tensor) -> None:
+        if self.writer:
+            self.writer.add_image(tag, image.clamp(0, 1), step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def progress(rt: Runtime, total: int, initial: int, desc: str) -> Iterator[int] | Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        range(initial, total),
+        total=total,
+        initial=initial,
+        desc=desc,
+        disable=not rt.is_main,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
