@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from icmbridge import __version__
@@ -25,7 +26,29 @@ COMMAND_MODULES = [
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults of every option and keep the descriptions' line breaks."""
+    """Show defaults of every option and keep the descriptions' line breaks.
+
+    Options whose parser default is None get theirs from :func:`document_defaults` instead.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def document_defaults(parser: argparse.ArgumentParser, defaults: dict[str, object]) -> None:
+    """Append ``(default: …)`` from a config's defaults to options left at None in the parser.
+
+    Training options keep None as the parser default so that options given on the command line
+    can be told apart from defaults (presets and --resume need that).
+    """
+    for action in parser._actions:
+        if action.default is None and action.dest in defaults and action.help:
+            value = defaults[action.dest]
+            if isinstance(value, list):
+                value = ",".join(map(str, value))
+            action.help += f" (default: {value})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # CompressAI 1.2.8 still calls torch.jit.script at import; that is not the user's business.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -229,6 +229,17 @@ class ICMCodec(CompressionModel):
         x_hat = self.g_s(y_hat)[..., :h, :w]
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
+    # ------------------------------------------------------------------ decoder finetuning path
+    @torch.no_grad()
+    def quantized_latent(self, x: Tensor) -> Tensor:
+        """ŷ = round(g_a(x)): exactly the latent a decoder reconstructs from the bitstream."""
+        check_image_tensor(x)
+        return torch.round(self.g_a(pad_to_multiple(x, self.downsampling)))
+
+    def synthesize(self, y_hat: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        """x̂ = g_s(ŷ) cropped to ``out_hw`` (differentiable; not clamped)."""
+        return self.g_s(y_hat)[..., : out_hw[0], : out_hw[1]]
+
     # ------------------------------------------------------------------ coding path
     def ready_to_code(self) -> bool:
         return all(

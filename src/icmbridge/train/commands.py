@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 from icmbridge.errors import InputError
 
@@ -31,7 +31,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
+    from icmbridge.cli import HelpFormatter, document_defaults
     from icmbridge.train.base import TrainConfig
 
     d = TrainConfig(out="")
@@ -61,16 +61,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steer the rate weight towards this training-crop bpp (off: weight 1)")
     p.add_argument("--clip", type=float, help="gradient-norm clipping")
     add_runtime_options(p)
+    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
     p.set_defaults(func=run_train)
+    register_finetune(sub)
 
 
 def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
-    """Defaults ← saved run settings (on --resume) ← options given on the command line."""
+    """Defaults ← preset ← saved run settings (on --resume) ← options given on the command line."""
     values = {f.name: getattr(cls(out=""), f.name) for f in fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in values and v is not None}
+    if "preset" in values and not saved:
+        from icmbridge.train.finetune import apply_preset
+
+        values = apply_preset(values, given.get("preset"), set(given))
     if saved:
         values.update({k: v for k, v in saved.items() if k in values})
-    given = {k: v for k, v in vars(args).items() if k in values and v is not None}
-    if saved:
         changed = {k for k, v in given.items() if k not in ("steps", "out") and v != saved.get(k)}
         if changed:
             raise InputError(
@@ -79,6 +84,65 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
             )
     values.update(given)
     return cls(**values)
+
+
+def register_finetune(sub: argparse._SubParsersAction) -> None:
+    from icmbridge.cli import HelpFormatter, document_defaults
+    from icmbridge.train.finetune import PRESETS, FinetuneConfig
+
+    d = FinetuneConfig(out="")
+    p = sub.add_parser(
+        "finetune",
+        help="PatchGAN-finetune the first decoder layers (the human decoder)",
+        description=(
+            "Finetune only the first synthesis layers of --base against a PatchGAN\n"
+            "discriminator on random patches (Le et al., ICIP 2022). Encoder and entropy models\n"
+            "stay frozen: the result decodes the base codec's bitstreams byte for byte.\n"
+            "  loss_G = λ_mse·MSE + λ_a·adv (+ λ_task·task),  loss_D = adv(real, fake)\n"
+            f"Defaults: layers {d.layers}, {d.patches} patches of {d.patch_size}², λ_a "
+            f"{d.lambda_a}, {d.gan_mode}, D norm {d.d_norm}, {d.steps} steps of "
+            f"{d.batch_size}×{d.crop}², lr G {d.lr} / D {d.lr_d}.\n"
+            "Presets: " + "; ".join(f"{k} = {v}" for k, v in PRESETS.items())
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--base", help="model to finetune (name or path)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="paper: 3×128² patches; li: low impact")
+    p.add_argument("--layers", help="first:K (the K synthesis layers nearest the latent, each a "
+                                    "transposed conv with its IGDN), all, or name patterns")
+    p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
+    p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")
+    p.add_argument("--lambda-a", type=float, help="weight of the adversarial loss")
+    p.add_argument("--lambda-mse", type=float, help="weight of the MSE (on [0, 1] pixels)")
+    p.add_argument("--mse-on", choices=["patches", "image"], help="MSE on the patches or image")
+    p.add_argument("--lambda-task", type=float, help="weight of an optional task loss (not in "
+                                                     "the paper)")
+    p.add_argument("--gan-mode", choices=["lsgan", "vanilla", "hinge"], help="adversarial loss")
+    p.add_argument("--d-norm", choices=["batch", "instance", "spectral", "none"],
+                   help="discriminator normalisation")
+    p.add_argument("--ndf", type=int, help="discriminator base width")
+    p.add_argument("--d-layers", type=int, help="discriminator strided layers")
+    p.add_argument("--d-steps", type=int, help="discriminator updates per generator update")
+    p.add_argument("--r1", type=float, help="R1 penalty weight on real patches (0: off)")
+    p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
+    p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
+    p.add_argument("--collapse-steps", type=int,
+                   help="warn when D's loss stays below 1e-3 this many steps")
+    add_runtime_options(p)
+    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
+    p.set_defaults(func=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from icmbridge.train.finetune import FinetuneConfig, finetune
+    from icmbridge.train.runtime import read_run_config
+
+    saved = read_run_config(args.out) if args.resume else None
+    cfg = config_from_args(FinetuneConfig, args, saved)
+    last = finetune(cfg, resume=args.resume)
+    print(f"done: {last}", file=sys.stderr)
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,102 @@
+"""PatchGAN decoder finetuning: invariants of the paper's method and the command's contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from icmbridge.cli import main
+from icmbridge.codec import bitstream
+from icmbridge.codec.store import load_codec
+from icmbridge.errors import InputError
+from icmbridge.train.finetune import select_layers
+from icmbridge.train.runtime import Checkpoints
+
+QUICK = ["--crop", "64", "--batch-size", "2", "--patch-size", "32", "--patches", "2",
+         "--data", "photos", "--no-tensorboard", "--threads", "1", "--ndf", "8",
+         "--lambda-a", "0.01", "--lr", "1e-3"]
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory, tiny_model_dir) -> Path:
+    run = tmp_path_factory.mktemp("ft") / "human"
+    assert main(["finetune", "--base", str(tiny_model_dir), "--out", str(run), "--steps", "3",
+                 "--checkpoint-every", "3", *QUICK]) == 0
+    return run
+
+
+def test_only_selected_parameters_change(finetuned, tiny_model_dir) -> None:
+    base = load_file(tiny_model_dir / "model.safetensors")
+    human = load_file(Checkpoints(finetuned).last / "model.safetensors")
+    assert base.keys() == human.keys()
+    changed = {k for k in base if not torch.equal(base[k], human[k])}
+    assert changed, "finetuning changed nothing"
+    assert all(k.startswith(("g_s.0.", "g_s.1.", "g_s.2.", "g_s.3.")) for k in changed), changed
+    assert any(k.startswith("g_s.0.") for k in changed)
+
+
+def test_bitstreams_identical_and_cross_decodable(finetuned, tiny_model_dir, photo) -> None:
+    base, human = load_codec(tiny_model_dir), load_codec(finetuned)
+    data = bitstream.encode(base, photo)
+    assert bitstream.encode(human, photo) == data
+    assert bitstream.fingerprint(human) == bitstream.fingerprint(base)
+    assert bitstream.decode(human, data).shape == photo.shape
+    # same parameter count and layer shapes: no extra inference cost
+    assert sum(p.numel() for p in human.parameters()) == sum(p.numel() for p in base.parameters())
+    assert [m.__class__ for m in human.g_s] == [m.__class__ for m in base.g_s]
+    assert human.meta["base_fingerprint"] == bitstream.fingerprint(base).hex()
+
+
+def test_layer_selection(tiny_codec) -> None:
+    assert select_layers(tiny_codec, "first:1") == ["g_s.0", "g_s.1"]
+    assert select_layers(tiny_codec, "first:4")[-1] == "g_s.6"
+    assert select_layers(tiny_codec, "g_s.0.*") == ["g_s.0.bias", "g_s.0.weight"]
+    for bad, message in [("first:5", "1..4"), ("first:0", "1..4"), ("first:x", "integer"),
+                         ("g_a.*", "decoder"), ("nothing", "matches no")]:
+        with pytest.raises(InputError, match=message):
+            select_layers(tiny_codec, bad)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [(["--patch-size", "128"], "larger than the training crop"),
+     (["--lambda-a", "-1"], "lambda-a"), (["--lambda-a", "nan"], "lambda-a"),
+     (["--layers", "first:9"], "synthesis layers")],
+)
+def test_bad_configuration_refused(tmp_path, capsys, tiny_model_dir, bad, message) -> None:
+    code = main(["finetune", "--base", str(tiny_model_dir), "--out", str(tmp_path / "r"),
+                 "--steps", "1", *QUICK, *bad])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and message in err
+
+
+def test_presets_fill_unset_options_only(tmp_path, tiny_model_dir) -> None:
+    run = tmp_path / "li"
+    assert main(["finetune", "--base", str(tiny_model_dir), "--out", str(run), "--steps", "1",
+                 "--preset", "li", *QUICK[:-2]]) == 0  # QUICK minus its --lr
+    import json
+
+    cfg = json.loads((run / "run.json").read_text())
+    assert cfg["lambda_a"] == 0.01  # given explicitly: kept
+    assert cfg["lr"] == 2.5e-5 and cfg["lr_d"] == 5e-5  # from the preset
+
+
+def test_resume_is_exact(tmp_path, tiny_model_dir) -> None:
+    args = ["finetune", "--base", str(tiny_model_dir), "--steps", "4", "--checkpoint-every", "2",
+            *QUICK]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    # the same run, rolled back to its first checkpoint (as if killed there) and resumed
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    import shutil
+
+    b = tmp_path / "b" / "checkpoints"
+    shutil.rmtree(b / "step-0000004")
+    (b / "last").unlink()
+    (b / "last").symlink_to("step-0000002")
+    assert main(["finetune", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    wa = load_file(Checkpoints(tmp_path / "a").last / "model.safetensors")
+    wb = load_file(Checkpoints(tmp_path / "b").last / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
