@@ -39,10 +39,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    ours: ICMCodec = load_codec("base") if "base" in available_models() else ICMCodec(CONFIGS["cpu"]).eval()
+    ours: ICMCodec = (
+        load_codec("base") if "base" in available_models() else ICMCodec(CONFIGS["cpu"]).eval()
+    )
     n, m = ours.config.N, ours.config.M
     peer = bmshj2018_hyperprior(quality=1, pretrained=False).eval()
-    if (peer.N, peer.M) != (n, m):  # the zoo fixes sizes per quality; build the same sizes
+    if (n, m) != (peer.N, peer.M):  # the zoo fixes sizes per quality; build the same sizes
         from compressai.models import ScaleHyperprior
 
         peer = ScaleHyperprior(N=n, M=m).eval()
@@ -52,7 +54,9 @@ def main() -> None:
     with torch.no_grad():
         ours_bytes = bitstream.encode(ours, x)
         peer_out = peer.compress(x)
-        times: dict[str, list[float]] = {k: [] for k in ("ours_enc", "ours_dec", "peer_enc", "peer_dec")}
+        times: dict[str, list[float]] = {
+            k: [] for k in ("ours_enc", "ours_dec", "peer_enc", "peer_dec")
+        }
         for _ in range(args.reps):
             times["ours_enc"].append(_time(lambda: bitstream.encode(ours, x)))
             times["peer_enc"].append(_time(lambda: peer.compress(x)))

@@ -60,23 +60,35 @@ def main() -> None:
     samples = face_benchmark(args.split)
     task = build_task("face", min_face_size=args.min_face_size)
     targets = [s.target() for s in samples]
-    results = {"split": args.split, "n_images": len(samples),
-               "n_faces": int(sum(len(s.boxes) for s in samples))}
+    results = {
+        "split": args.split,
+        "n_images": len(samples),
+        "n_faces": int(sum(len(s.boxes) for s in samples)),
+    }
     clean = evaluate(task, [s.image for s in samples], targets)
     results["uncompressed"] = {k: clean[k] for k in ("ap", "ap50", "ap75", "n_pred", "n_gt")}
-    print(f"uncompressed: AP {clean['ap']:.3f}  AP50 {clean['ap50']:.3f}  "
-          f"({int(clean['n_pred'])} predictions, {int(clean['n_gt'])} faces)")
+    print(
+        f"uncompressed: AP {clean['ap']:.3f}  AP50 {clean['ap50']:.3f}  "
+        f"({int(clean['n_pred'])} predictions, {int(clean['n_gt'])} faces)"
+    )
     for target in args.target_bpp:
         coded = [jpeg_at_most(s.image, target) for s in samples]
         r = evaluate(task, [c[0] for c in coded], targets)
         bpp = float(np.mean([c[1] for c in coded]))
         qs = [c[2] for c in coded]
         rel = (clean["ap50"] - r["ap50"]) / clean["ap50"] if clean["ap50"] > 0 else float("nan")
-        results[f"jpeg<={target}"] = {"bpp": bpp, "quality_min": min(qs), "quality_max": max(qs),
-                                       "ap": r["ap"], "ap50": r["ap50"],
-                                       "ap50_relative_loss": rel}
-        print(f"JPEG ≤{target} bpp (mean {bpp:.3f}, q {min(qs)}-{max(qs)}): AP {r['ap']:.3f}  "
-              f"AP50 {r['ap50']:.3f}  relative AP50 loss {100 * rel:.1f} %")
+        results[f"jpeg<={target}"] = {
+            "bpp": bpp,
+            "quality_min": min(qs),
+            "quality_max": max(qs),
+            "ap": r["ap"],
+            "ap50": r["ap50"],
+            "ap50_relative_loss": rel,
+        }
+        print(
+            f"JPEG ≤{target} bpp (mean {bpp:.3f}, q {min(qs)}-{max(qs)}): AP {r['ap']:.3f}  "
+            f"AP50 {r['ap50']:.3f}  relative AP50 loss {100 * rel:.1f} %"
+        )
     results["seconds"] = time.time() - t0
     if args.output:
         with open(args.output, "w") as f:

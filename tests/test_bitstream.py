@@ -99,7 +99,9 @@ def test_decoder_finetune_keeps_fingerprint(coded, photo) -> None:
     assert not torch.equal(bitstream.decode(human, data), bitstream.decode(codec, data))
 
 
-@settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(0, 255)),

@@ -41,20 +41,27 @@ def test_roundtrip_and_info(capsys, tmp_path, png, tiny_model_dir) -> None:
 
 @pytest.mark.parametrize(
     "mode, note",
-    [("L", "converted L"), ("P", "converted P"), ("RGBA", "alpha"), ("I;16", "8-bit"),
-     ("CMYK", "converted CMYK"), ("LA", "alpha")],
+    [
+        ("L", "converted L"),
+        ("P", "converted P"),
+        ("RGBA", "alpha"),
+        ("I;16", "8-bit"),
+        ("CMYK", "converted CMYK"),
+        ("LA", "alpha"),
+    ],
 )
 def test_image_modes_converted_with_note(capsys, tmp_path, astronaut, tiny_model_dir, mode, note):
     rgb = Image.fromarray(astronaut[:40, :50])
     if mode == "I;16":
-        im = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257))
+        im = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
         assert im.mode.startswith("I;16")
     else:
         im = rgb.convert(mode)
     src = tmp_path / ("img.tif" if mode == "CMYK" else "img.png")
     im.save(src)
-    code, _, err = _run(capsys, "compress", str(src), "-o", str(tmp_path / "a.icmb"),
-                        "--model", str(tiny_model_dir))
+    code, _, err = _run(
+        capsys, "compress", str(src), "-o", str(tmp_path / "a.icmb"), "--model", str(tiny_model_dir)
+    )
     assert code == 0 and "note:" in err and note in err
 
 
@@ -64,8 +71,19 @@ def test_tiny_images_roundtrip(capsys, tmp_path, tiny_model_dir, size) -> None:
     Image.new("RGB", size, (200, 30, 90)).save(src)
     model = str(tiny_model_dir)
     assert main(["compress", str(src), "-o", str(tmp_path / "p.icmb"), "--model", model]) == 0
-    assert main(["decompress", str(tmp_path / "p.icmb"), "-o", str(tmp_path / "o.png"),
-                 "--model", model]) == 0
+    assert (
+        main(
+            [
+                "decompress",
+                str(tmp_path / "p.icmb"),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--model",
+                model,
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "o.png").size == size
 
 
@@ -119,8 +137,11 @@ def test_wrong_model_refused_and_output_untouched(capsys, tmp_path, png, tiny_mo
     assert main(["compress", str(png), "-o", str(bits), "--model", str(tiny_model_dir)]) == 0
     out = tmp_path / "keep.png"
     out.write_bytes(b"previous content")
-    _assert_error(capsys, ["decompress", str(bits), "-o", str(out), "--model",
-                           str(tmp_path / "other")], "written by model")
+    _assert_error(
+        capsys,
+        ["decompress", str(bits), "-o", str(out), "--model", str(tmp_path / "other")],
+        "written by model",
+    )
     assert out.read_bytes() == b"previous content"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

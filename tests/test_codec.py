@@ -29,7 +29,7 @@ def test_compress_decompress_sizes(tiny_codec: ICMCodec, hw: tuple[int, int]) ->
     data = bitstream.encode(tiny_codec, x)
     y = bitstream.decode(tiny_codec, data)
     assert y.shape == x.shape
-    assert 0 <= y.min() and y.max() <= 1
+    assert y.min() >= 0 and y.max() <= 1
 
 
 def test_coding_matches_forward_in_eval(tiny_codec: ICMCodec, photo: torch.Tensor) -> None:
@@ -101,8 +101,9 @@ def test_freeze_for_finetune_returns_exactly_selected(tiny_codec: ICMCodec) -> N
     params = tiny_codec.freeze_for_finetune(prefixes)
     names = {n for n, p in tiny_codec.named_parameters() if p.requires_grad}
     assert {id(p) for p in params} == {
-        id(p) for n, p in tiny_codec.named_parameters() if n.split(".")[0:2] in
-        [["g_s", "0"], ["g_s", "1"], ["g_s", "2"], ["g_s", "3"]]
+        id(p)
+        for n, p in tiny_codec.named_parameters()
+        if n.split(".")[0:2] in [["g_s", "0"], ["g_s", "1"], ["g_s", "2"], ["g_s", "3"]]
     }
     assert all(n.startswith(("g_s.0.", "g_s.1.", "g_s.2.", "g_s.3.")) for n in names)
     tiny_codec.train()

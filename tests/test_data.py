@@ -69,8 +69,10 @@ def test_face_benchmark_splits_use_disjoint_faces_and_backgrounds():
 
 def test_train_crops_reproducible_per_epoch():
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (100, 90, 3), dtype=np.uint8),
-              rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 255, (100, 90, 3), dtype=np.uint8),
+        rng.integers(0, 255, (300, 200, 3), dtype=np.uint8),
+    ]
     a = TrainCrops(images, crop=128, samples_per_epoch=6, seed=3)
     b = TrainCrops(images, crop=128, samples_per_epoch=6, seed=3)
     assert len(a) == 6

@@ -15,16 +15,49 @@ from icmbridge.errors import InputError
 from icmbridge.train.finetune import select_layers
 from icmbridge.train.runtime import Checkpoints
 
-QUICK = ["--crop", "64", "--batch-size", "2", "--patch-size", "32", "--patches", "2",
-         "--data", "photos", "--no-tensorboard", "--threads", "1", "--ndf", "8",
-         "--lambda-a", "0.01", "--lr", "1e-3"]
+QUICK = [
+    "--crop",
+    "64",
+    "--batch-size",
+    "2",
+    "--patch-size",
+    "32",
+    "--patches",
+    "2",
+    "--data",
+    "photos",
+    "--no-tensorboard",
+    "--threads",
+    "1",
+    "--ndf",
+    "8",
+    "--lambda-a",
+    "0.01",
+    "--lr",
+    "1e-3",
+]
 
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory, tiny_model_dir) -> Path:
     run = tmp_path_factory.mktemp("ft") / "human"
-    assert main(["finetune", "--base", str(tiny_model_dir), "--out", str(run), "--steps", "3",
-                 "--checkpoint-every", "3", *QUICK]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--base",
+                str(tiny_model_dir),
+                "--out",
+                str(run),
+                "--steps",
+                "3",
+                "--checkpoint-every",
+                "3",
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -54,29 +87,63 @@ def test_layer_selection(tiny_codec) -> None:
     assert select_layers(tiny_codec, "first:1") == ["g_s.0", "g_s.1"]
     assert select_layers(tiny_codec, "first:4")[-1] == "g_s.6"
     assert select_layers(tiny_codec, "g_s.0.*") == ["g_s.0.bias", "g_s.0.weight"]
-    for bad, message in [("first:5", "1..4"), ("first:0", "1..4"), ("first:x", "integer"),
-                         ("g_a.*", "decoder"), ("nothing", "matches no")]:
+    for bad, message in [
+        ("first:5", "1..4"),
+        ("first:0", "1..4"),
+        ("first:x", "integer"),
+        ("g_a.*", "decoder"),
+        ("nothing", "matches no"),
+    ]:
         with pytest.raises(InputError, match=message):
             select_layers(tiny_codec, bad)
 
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(["--patch-size", "128"], "larger than the training crop"),
-     (["--lambda-a", "-1"], "lambda-a"), (["--lambda-a", "nan"], "lambda-a"),
-     (["--layers", "first:9"], "synthesis layers")],
+    [
+        (["--patch-size", "128"], "larger than the training crop"),
+        (["--lambda-a", "-1"], "lambda-a"),
+        (["--lambda-a", "nan"], "lambda-a"),
+        (["--layers", "first:9"], "synthesis layers"),
+    ],
 )
 def test_bad_configuration_refused(tmp_path, capsys, tiny_model_dir, bad, message) -> None:
-    code = main(["finetune", "--base", str(tiny_model_dir), "--out", str(tmp_path / "r"),
-                 "--steps", "1", *QUICK, *bad])
+    code = main(
+        [
+            "finetune",
+            "--base",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--steps",
+            "1",
+            *QUICK,
+            *bad,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and message in err
 
 
 def test_presets_fill_unset_options_only(tmp_path, tiny_model_dir) -> None:
     run = tmp_path / "li"
-    assert main(["finetune", "--base", str(tiny_model_dir), "--out", str(run), "--steps", "1",
-                 "--preset", "li", *QUICK[:-2]]) == 0  # QUICK minus its --lr
+    assert (
+        main(
+            [
+                "finetune",
+                "--base",
+                str(tiny_model_dir),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--preset",
+                "li",
+                *QUICK[:-2],
+            ]
+        )
+        == 0
+    )  # QUICK minus its --lr
     import json
 
     cfg = json.loads((run / "run.json").read_text())
@@ -85,8 +152,16 @@ def test_presets_fill_unset_options_only(tmp_path, tiny_model_dir) -> None:
 
 
 def test_resume_is_exact(tmp_path, tiny_model_dir) -> None:
-    args = ["finetune", "--base", str(tiny_model_dir), "--steps", "4", "--checkpoint-every", "2",
-            *QUICK]
+    args = [
+        "finetune",
+        "--base",
+        str(tiny_model_dir),
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        *QUICK,
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     # the same run, rolled back to its first checkpoint (as if killed there) and resumed
     assert main([*args, "--out", str(tmp_path / "b")]) == 0

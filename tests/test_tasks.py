@@ -37,10 +37,18 @@ def face_batch():
 
 # -- scoring ---------------------------------------------------------------------------------------
 def test_score_perfect_disjoint_and_empty():
-    gt = [{"boxes": torch.tensor([[10.0, 10, 50, 50], [60, 60, 90, 100]])},
-          {"boxes": torch.tensor([[0.0, 0, 20, 30]])}]
-    perfect = [{"boxes": g["boxes"], "scores": torch.ones(len(g["boxes"])),
-                "labels": torch.ones(len(g["boxes"]), dtype=torch.int64)} for g in gt]
+    gt = [
+        {"boxes": torch.tensor([[10.0, 10, 50, 50], [60, 60, 90, 100]])},
+        {"boxes": torch.tensor([[0.0, 0, 20, 30]])},
+    ]
+    perfect = [
+        {
+            "boxes": g["boxes"],
+            "scores": torch.ones(len(g["boxes"])),
+            "labels": torch.ones(len(g["boxes"]), dtype=torch.int64),
+        }
+        for g in gt
+    ]
     r = coco_score(perfect, gt)
     assert r["ap"] == pytest.approx(1.0) and r["ap50"] == pytest.approx(1.0)
     assert r["n_pred"] == 3 and r["n_gt"] == 3
@@ -136,8 +144,9 @@ def test_feature_distance(face_task, face_batch):
 def _tv_task(arch: str, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        task = build_task("torchvision-detection", arch=arch, num_classes=3, min_size=128,
-                          max_size=128, **kw)
+        task = build_task(
+            "torchvision-detection", arch=arch, num_classes=3, min_size=128, max_size=128, **kw
+        )
     return task, caught
 
 
@@ -149,9 +158,13 @@ def test_torchvision_task_random_weights(arch):
     assert not any(p.requires_grad for p in task.model.parameters())
     x = torch.rand(2, 3, 128, 128)
     x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1).requires_grad_()
-    targets = [{"boxes": torch.tensor([[10.0, 10, 60, 70]]), "labels": torch.tensor([1])},
-               {"boxes": torch.tensor([[30.0, 40, 90, 100], [5, 5, 25, 30]]),
-                "labels": torch.tensor([2, 1])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 10, 60, 70]]), "labels": torch.tensor([1])},
+        {
+            "boxes": torch.tensor([[30.0, 40, 90, 100], [5, 5, 25, 30]]),
+            "labels": torch.tensor([2, 1]),
+        },
+    ]
     loss = task.loss(x_hat, x, targets)
     loss.backward()
     assert loss.dim() == 0 and torch.isfinite(loss) and x_hat.grad.abs().sum() > 0
@@ -162,11 +175,13 @@ def test_torchvision_task_random_weights(arch):
     assert len(preds) == 2 and preds[0]["boxes"].shape[1] == 4
     if arch.startswith("mask"):
         assert "masks" in preds[0]
-        gt = [dict(t, masks=torch.zeros(len(t["boxes"]), 128, 128, dtype=torch.uint8))
-              for t in targets]
+        gt = [
+            dict(t, masks=torch.zeros(len(t["boxes"]), 128, 128, dtype=torch.uint8))
+            for t in targets
+        ]
         for g in gt:
             for k, b in enumerate(g["boxes"].long().tolist()):
-                g["masks"][k, b[1]:b[3], b[0]:b[2]] = 1
+                g["masks"][k, b[1] : b[3], b[0] : b[2]] = 1
         r = task.score(preds, gt)
         assert "mask_ap" in r
     else:

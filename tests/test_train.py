@@ -18,9 +18,25 @@ from icmbridge.train.runtime import Checkpoints
 
 # A run small enough for tests: tiny codec, 64² crops, packaged photos, the face task.
 QUICK = [
-    "--codec", "tiny", "--crop", "64", "--batch-size", "4", "--data", "photos",
-    "--lambda-task", "1", "--lambda-mse", "0.01", "--warmup", "2", "--no-tensorboard",
-    "--log-every", "1", "--threads", "1",
+    "--codec",
+    "tiny",
+    "--crop",
+    "64",
+    "--batch-size",
+    "4",
+    "--data",
+    "photos",
+    "--lambda-task",
+    "1",
+    "--lambda-mse",
+    "0.01",
+    "--warmup",
+    "2",
+    "--no-tensorboard",
+    "--log-every",
+    "1",
+    "--threads",
+    "1",
 ]
 
 
@@ -36,7 +52,9 @@ def _cli(*args: str) -> list[str]:
 
 def test_train_writes_loadable_checkpoints(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--steps", "4", "--checkpoint-every", "2", *QUICK]) == 0
+    assert (
+        main(["train", "--out", str(run), "--steps", "4", "--checkpoint-every", "2", *QUICK]) == 0
+    )
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
     assert ckpts == ["step-0000002", "step-0000004"]
     codec = load_codec(run)  # a run folder loads like a shipped model
@@ -76,8 +94,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     the final weights equal those of an uninterrupted run, bit for bit."""
     steps = ["--steps", "24", "--checkpoint-every", "3"]
     ref = tmp_path / "ref"
-    subprocess.run(_cli("train", "--out", str(ref), *steps, *QUICK), check=True,
-                   capture_output=True)
+    subprocess.run(
+        _cli("train", "--out", str(ref), *steps, *QUICK), check=True, capture_output=True
+    )
     run = tmp_path / "killed"
     rng = torch.Generator().manual_seed(7)
     kills = 0
@@ -105,14 +124,27 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
 def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     steps = ["--steps", "3", "--checkpoint-every", "3"]
     single = tmp_path / "single"
-    subprocess.run(_cli("train", "--out", str(single), *steps, *QUICK), check=True,
-                   capture_output=True)
+    subprocess.run(
+        _cli("train", "--out", str(single), *steps, *QUICK), check=True, capture_output=True
+    )
     ddp = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
     out = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "icmbridge.cli", "train",
-         "--out", str(ddp), *steps, *QUICK],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "icmbridge.cli",
+            "train",
+            "--out",
+            str(ddp),
+            *steps,
+            *QUICK,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     a, b = _weights(single), _weights(ddp)

@@ -10,7 +10,7 @@ class InputError(IcmError, ValueError):
 
 
 class BitstreamError(IcmError, ValueError):
-    """A file that is not a valid icmbridge bitstream (empty, truncated, corrupt, unknown version)."""
+    """A file that is not a valid icmbridge bitstream (empty, truncated, corrupt, too new)."""
 
 
 class ModelMismatchError(IcmError):

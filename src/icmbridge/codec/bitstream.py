@@ -93,9 +93,7 @@ def fingerprint(codec: ICMCodec) -> bytes:
 
 def pack(header_fields: tuple[int, int, bytes], z_string: bytes, y_string: bytes) -> bytes:
     height, width, fp = header_fields
-    head = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, 0, height, width, fp, len(z_string), len(y_string)
-    )
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, height, width, fp, len(z_string), len(y_string))
     body = head + z_string + y_string
     return body + struct.pack(">I", zlib.crc32(body))
 
@@ -105,9 +103,7 @@ def parse_header(data: bytes) -> Header:
     if len(data) == 0:
         raise BitstreamError("the file is empty")
     if len(data) < 4 or data[:4] != MAGIC:
-        raise BitstreamError(
-            f"not an icmbridge bitstream (magic {data[:4]!r}, expected {MAGIC!r})"
-        )
+        raise BitstreamError(f"not an icmbridge bitstream (magic {data[:4]!r}, expected {MAGIC!r})")
     if len(data) < OVERHEAD:
         raise BitstreamError(
             f"truncated bitstream: {len(data)} bytes, shorter than the {OVERHEAD}-byte header"

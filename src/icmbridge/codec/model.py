@@ -3,8 +3,8 @@
 Architecture (Ballé et al., ICLR 2018, "Variational image compression with a scale hyperprior"),
 the kind of codec the paper finetunes::
 
-      x ──► g_a ──► y ──► Q ──► ŷ ──► g_s ──► x̂          g_a: 4 × (conv k5 s2) with GDN
-                    │            ▲                          g_s: 4 × (ConvTranspose2d k5 s2) with IGDN
+      x ──► g_a ──► y ──► Q ──► ŷ ──► g_s ──► x̂      g_a: 4 × (conv k5 s2) with GDN
+                    │            ▲                      g_s: 4 × (ConvTranspose2d k5 s2), IGDN
                   |·|           σ̂
                     ▼            │
                    h_a ──► z ──► Q ──► ẑ ──► h_s
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -243,7 +244,8 @@ class ICMCodec(CompressionModel):
     # ------------------------------------------------------------------ coding path
     def ready_to_code(self) -> bool:
         return all(
-            m._quantized_cdf.numel() > 0 for m in (self.entropy_bottleneck, self.gaussian_conditional)
+            m._quantized_cdf.numel() > 0
+            for m in (self.entropy_bottleneck, self.gaussian_conditional)
         )
 
     def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
@@ -282,7 +284,10 @@ class ICMCodec(CompressionModel):
 
     @torch.no_grad()
     def decompress(
-        self, strings: list[list[bytes]], shape: tuple[int, int], out_hw: tuple[int, int] | None = None
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int],
+        out_hw: tuple[int, int] | None = None,
     ) -> dict[str, Tensor]:
         """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding."""
         self._ensure_ready()

@@ -78,7 +78,9 @@ def build_codec(config: CodecConfig | str) -> ICMCodec:
     return ICMCodec(config)
 
 
-def load_codec(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ICMCodec:
+def load_codec(
+    name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> ICMCodec:
     """Load a codec ready to code (eval mode, CDF tables present)."""
     folder = resolve_model_path(name_or_path)
     cfg = read_config(folder)
@@ -125,7 +127,9 @@ def write_model(folder: Path, codec: ICMCodec, meta: dict[str, Any] | None = Non
     (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-def save_codec(codec: ICMCodec, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+def save_codec(
+    codec: ICMCodec, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None
+) -> Path:
     """Atomically (re)place a model folder: a crash leaves the old one or the new one, whole."""
     folder = Path(folder)
     with atomic_directory(folder) as tmp:

@@ -15,9 +15,9 @@ from icmbridge.errors import InputError
 
 _SETS = {
     "photos": "natural photos from scikit-image/scikit-learn/matplotlib (test: astronaut, coffee, "
-              "china); no boxes",
+    "china); no boxes",
     "faces": "planted small faces (20-80 px, LFW crops on packaged photos), 256x256, exact boxes; "
-             "train 48 / test 24 images, disjoint faces and backgrounds",
+    "train 48 / test 24 images, disjoint faces and backgrounds",
     "folder:PATH": "your images below PATH (jpg/jpeg/png/webp, recursive); no boxes",
     "coco:JSON": "your COCO instance annotations (images next to JSON)",
 }

@@ -15,14 +15,20 @@ from icmbridge.errors import InputError
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter  # lazy: cli imports this module
 
-    p = sub.add_parser("data", help="list or export the built-in image sets",
-                       formatter_class=HelpFormatter,
-                       description="Image sets: packaged photos, the planted-face benchmark, "
-                                   "and your own folders or COCO json files.")
+    p = sub.add_parser(
+        "data",
+        help="list or export the built-in image sets",
+        formatter_class=HelpFormatter,
+        description="Image sets: packaged photos, the planted-face benchmark, "
+        "and your own folders or COCO json files.",
+    )
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     dsub.add_parser("list", help="list the named sets", formatter_class=HelpFormatter)
-    e = dsub.add_parser("export", help="write a set as PNG files plus a COCO annotation json",
-                        formatter_class=HelpFormatter)
+    e = dsub.add_parser(
+        "export",
+        help="write a set as PNG files plus a COCO annotation json",
+        formatter_class=HelpFormatter,
+    )
     e.add_argument("name", help="set name (see `icmbridge data list`)")
     e.add_argument("--split", default="test", choices=["train", "test", "all"])
     e.add_argument("-o", "--output", required=True, type=Path, help="output folder")
@@ -62,12 +68,22 @@ def export_coco(samples: list, out_dir: Path) -> Path:
             continue
         labels = s.labels if s.labels is not None else np.ones(len(s.boxes), np.int64)
         for b, c in zip(np.asarray(s.boxes, float), labels, strict=True):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c),
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                         "area": float((b[2] - b[0]) * (b[3] - b[1])), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(c),
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": float((b[2] - b[0]) * (b[3] - b[1])),
+                    "iscrowd": 0,
+                }
+            )
     cats = sorted({a["category_id"] for a in anns}) or [1]
-    data = {"images": images, "annotations": anns,
-            "categories": [{"id": c, "name": "face" if c == 1 else str(c)} for c in cats]}
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": c, "name": "face" if c == 1 else str(c)} for c in cats],
+    }
     path = out_dir / "annotations.json"
     path.write_text(json.dumps(data, indent=1))
     return path

@@ -33,8 +33,14 @@ BACKGROUNDS = {
 }
 # Skin tones (linear-ish RGB multipliers of the gray face), light to dark.
 SKIN_TONES = np.array(
-    [[1.00, 0.86, 0.74], [0.98, 0.80, 0.66], [0.92, 0.72, 0.58], [0.80, 0.60, 0.45],
-     [0.62, 0.45, 0.33], [0.45, 0.32, 0.24]],
+    [
+        [1.00, 0.86, 0.74],
+        [0.98, 0.80, 0.66],
+        [0.92, 0.72, 0.58],
+        [0.80, 0.60, 0.45],
+        [0.62, 0.45, 0.33],
+        [0.45, 0.32, 0.24],
+    ],
     dtype=np.float64,
 )
 _SPLIT_SEED = {"train": 11, "test": 23}
@@ -60,8 +66,9 @@ def _feather(size: int, width: float) -> np.ndarray:
     return np.minimum.outer(ramp, ramp)
 
 
-def _render_face(gray: np.ndarray, size: int, tone: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
+def _render_face(
+    gray: np.ndarray, size: int, tone: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Upscale a 25×25 gray face to ``size`` px and tint it (float RGB in [0,1])."""
     im = Image.fromarray(np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8))
     up = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64) / 255.0
@@ -82,7 +89,7 @@ def _background(photo: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     x = int(rng.integers(0, nw - size + 1))
     if rng.random() < 0.5:
         im = im[:, ::-1]
-    return np.asarray(im[y:y + size, x:x + size], dtype=np.float64) / 255.0
+    return np.asarray(im[y : y + size, x : x + size], dtype=np.float64) / 255.0
 
 
 def _place(sizes: list[int], size: int, rng: np.random.Generator, gap: int = 6) -> list[tuple]:
@@ -92,17 +99,23 @@ def _place(sizes: list[int], size: int, rng: np.random.Generator, gap: int = 6) 
         for _ in range(200):
             x = int(rng.integers(2, size - s - 1))
             y = int(rng.integers(2, size - s - 1))
-            if all(x + s + gap <= px or px + ps + gap <= x
-                   or y + s + gap <= py or py + ps + gap <= y for px, py, ps in placed):
+            if all(
+                x + s + gap <= px or px + ps + gap <= x or y + s + gap <= py or py + ps + gap <= y
+                for px, py, ps in placed
+            ):
                 placed.append((x, y, s))
                 break
     return placed
 
 
-def face_benchmark(split: str = "test", n_images: int | None = None, size: int = 256,
-                   faces_per_image: tuple[int, int] = (3, 5),
-                   face_sizes: tuple[int, int] = (20, 80),
-                   seed: int = 0) -> list[Sample]:
+def face_benchmark(
+    split: str = "test",
+    n_images: int | None = None,
+    size: int = 256,
+    faces_per_image: tuple[int, int] = (3, 5),
+    face_sizes: tuple[int, int] = (20, 80),
+    seed: int = 0,
+) -> list[Sample]:
     """The planted-face benchmark: ``n_images`` RGB images of ``size``² with exact xyxy face boxes.
 
     Defaults: 24 test images, 48 train images, 3–5 faces each, face sides drawn log-uniformly in
@@ -135,16 +148,24 @@ def face_benchmark(split: str = "test", n_images: int | None = None, size: int =
             tone = SKIN_TONES[int(rng.integers(len(SKIN_TONES)))]
             rgb = _render_face(face, s, tone, rng)
             alpha = _feather(s, width=0.12 * s)[..., None]
-            region = canvas[y:y + s, x:x + s]
-            canvas[y:y + s, x:x + s] = alpha * rgb + (1.0 - alpha) * region
-            boxes.append([x + FACE_INSET[0] * s, y + FACE_INSET[1] * s,
-                          x + (1 - FACE_INSET[2]) * s, y + (1 - FACE_INSET[3]) * s])
+            region = canvas[y : y + s, x : x + s]
+            canvas[y : y + s, x : x + s] = alpha * rgb + (1.0 - alpha) * region
+            boxes.append(
+                [
+                    x + FACE_INSET[0] * s,
+                    y + FACE_INSET[1] * s,
+                    x + (1 - FACE_INSET[2]) * s,
+                    y + (1 - FACE_INSET[3]) * s,
+                ]
+            )
         image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
-        samples.append(Sample(
-            name=f"faces-{split}-{i:03d}",
-            image=image,
-            boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-            labels=np.ones(len(boxes), dtype=np.int64),
-            meta={"background": bg_name},
-        ))
+        samples.append(
+            Sample(
+                name=f"faces-{split}-{i:03d}",
+                image=image,
+                boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                labels=np.ones(len(boxes), dtype=np.int64),
+                meta={"background": bg_name},
+            )
+        )
     return samples

@@ -56,9 +56,7 @@ def list_images(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"not a folder of images: {root}")
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _read_rgb(path: str | Path) -> np.ndarray:
@@ -94,8 +92,9 @@ def load_folder(folder: str | Path) -> list[Sample]:
     return [Sample(str(p.relative_to(root)), _read_rgb(p)) for p in paths]
 
 
-def load_coco(json_path: str | Path, images_dir: str | Path | None = None,
-              with_masks: bool = False) -> list[Sample]:
+def load_coco(
+    json_path: str | Path, images_dir: str | Path | None = None, with_masks: bool = False
+) -> list[Sample]:
     """COCO instance annotations as samples (xywh boxes → xyxy; crowd annotations dropped).
 
     ``images_dir`` defaults to the json's folder. Images with no annotation are kept with an empty
@@ -120,8 +119,15 @@ def load_coco(json_path: str | Path, images_dir: str | Path | None = None,
         image = _read_rgb(root / info["file_name"])
         anns = by_image.get(info["id"], [])
         boxes = np.array(
-            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-             for a in anns],
+            [
+                [
+                    a["bbox"][0],
+                    a["bbox"][1],
+                    a["bbox"][0] + a["bbox"][2],
+                    a["bbox"][1] + a["bbox"][3],
+                ]
+                for a in anns
+            ],
             dtype=np.float32,
         ).reshape(-1, 4)
         labels = np.array([a.get("category_id", 1) for a in anns], dtype=np.int64)
@@ -139,8 +145,9 @@ def load_coco(json_path: str | Path, images_dir: str | Path | None = None,
                 if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
                     rles = [mask_utils.frPyObjects(seg, h, w)]
                 masks[k] = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
-        samples.append(Sample(info["file_name"], image, boxes, labels, masks,
-                              meta={"coco_id": info["id"]}))
+        samples.append(
+            Sample(info["file_name"], image, boxes, labels, masks, meta={"coco_id": info["id"]})
+        )
     return samples
 
 
@@ -153,8 +160,14 @@ class TrainCrops(torch.utils.data.Dataset):
     reflect). One epoch is ``samples_per_epoch`` crops, cycling through the images.
     """
 
-    def __init__(self, images: list[np.ndarray], crop: int = 128,
-                 samples_per_epoch: int | None = None, seed: int = 0, flip: bool = True) -> None:
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        crop: int = 128,
+        samples_per_epoch: int | None = None,
+        seed: int = 0,
+        flip: bool = True,
+    ) -> None:
         if not images:
             raise InputError("TrainCrops needs at least one image")
         self.images = [to_rgb(im) for im in images]
@@ -189,7 +202,7 @@ class TrainCrops(torch.utils.data.Dataset):
         h, w = im.shape[:2]
         y = int(rng.integers(0, h - self.crop + 1))
         x = int(rng.integers(0, w - self.crop + 1))
-        patch = im[y:y + self.crop, x:x + self.crop]
+        patch = im[y : y + self.crop, x : x + self.crop]
         if self.flip and rng.random() < 0.5:
             patch = patch[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0

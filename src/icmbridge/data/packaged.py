@@ -87,10 +87,7 @@ def packaged_photos(split: str = "all") -> list[Sample]:
     """Packaged photos of ``split`` ("train", "test" or "all"), without annotations."""
     if split not in ("train", "test", "all"):
         raise InputError(f"split must be train, test or all, not {split!r}")
-    names = [
-        n for n in PHOTOS
-        if split == "all" or (n in TEST_PHOTOS) == (split == "test")
-    ]
+    names = [n for n in PHOTOS if split == "all" or (n in TEST_PHOTOS) == (split == "test")]
     samples = []
     for name in names:
         image = load_photo(name)

@@ -41,12 +41,21 @@ def _with_arch(arch: str) -> Callable[..., MachineTask]:
 
 
 register_task("face", _face, "MTCNN face detection (facenet-pytorch, weights in the wheel)")
-register_task("torchvision-detection", _torchvision,
-              "torchvision Faster/Mask R-CNN (arch=..., weights_path=local file)")
-register_task("fasterrcnn", _with_arch("fasterrcnn_resnet50_fpn"),
-              "torchvision Faster R-CNN ResNet-50 FPN (weights_path=local file)")
-register_task("maskrcnn", _with_arch("maskrcnn_resnet50_fpn"),
-              "torchvision Mask R-CNN ResNet-50 FPN, box + mask AP (weights_path=local file)")
+register_task(
+    "torchvision-detection",
+    _torchvision,
+    "torchvision Faster/Mask R-CNN (arch=..., weights_path=local file)",
+)
+register_task(
+    "fasterrcnn",
+    _with_arch("fasterrcnn_resnet50_fpn"),
+    "torchvision Faster R-CNN ResNet-50 FPN (weights_path=local file)",
+)
+register_task(
+    "maskrcnn",
+    _with_arch("maskrcnn_resnet50_fpn"),
+    "torchvision Mask R-CNN ResNet-50 FPN, box + mask AP (weights_path=local file)",
+)
 
 
 def available_tasks() -> dict[str, str]:
@@ -59,9 +68,7 @@ def build_task(name: str = "face", **kwargs) -> MachineTask:
     try:
         factory, _ = _REGISTRY[name]
     except KeyError:
-        raise InputError(
-            f"unknown task {name!r}; available: {', '.join(_REGISTRY)}"
-        ) from None
+        raise InputError(f"unknown task {name!r}; available: {', '.join(_REGISTRY)}") from None
     return factory(**kwargs)
 
 

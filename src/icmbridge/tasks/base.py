@@ -100,8 +100,9 @@ def feature_distance(task: MachineTask, x: Tensor, x_hat: Tensor) -> float:
 
 
 @torch.no_grad()
-def pseudo_ground_truth(task: MachineTask, x: Tensor, score_threshold: float = 0.5
-                        ) -> list[dict[str, Tensor]]:
+def pseudo_ground_truth(
+    task: MachineTask, x: Tensor, score_threshold: float = 0.5
+) -> list[dict[str, Tensor]]:
     """The task's confident predictions on the uncompressed ``x``, as ground truth.
 
     For data sets without annotations: a codec is then scored on how well it preserves what the

@@ -51,8 +51,9 @@ def _pnet(pnet: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _cell_boxes(h: int, w: int, scale: float, device: torch.device) -> Tensor:
     """Image-space xyxy boxes of the (h, w) PNet output cells at ``scale`` (stride 2, 12-px)."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij"
+    )
     x1, y1 = 2.0 * xs / scale, 2.0 * ys / scale
     return torch.stack([x1, y1, x1 + 12.0 / scale, y1 + 12.0 / scale], dim=-1).view(-1, 4).float()
 
@@ -70,16 +71,27 @@ class FaceTask(MachineTask):
     name = "face"
     class_agnostic = True
 
-    def __init__(self, scales: tuple[float, ...] = (0.6, 0.3, 0.15), min_face_size: int = 15,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 candidate_threshold: float = 0.6, max_candidates: int = 4,
-                 refine_weight: float = 1.0, feature_weight: float = 0.0,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        scales: tuple[float, ...] = (0.6, 0.3, 0.15),
+        min_face_size: int = 15,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        candidate_threshold: float = 0.6,
+        max_candidates: int = 4,
+        refine_weight: float = 1.0,
+        feature_weight: float = 0.0,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         from facenet_pytorch import MTCNN  # weights ship inside the wheel: no download
 
-        self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size,
-                           thresholds=list(thresholds), post_process=False, device="cpu")
+        self.mtcnn = MTCNN(
+            keep_all=True,
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            post_process=False,
+            device="cpu",
+        )
         freeze(self.mtcnn)
         self.pnet, self.rnet, self.onet = self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet
         self.scales = tuple(float(s) for s in scales)
@@ -177,8 +189,10 @@ class FaceTask(MachineTask):
         """MTCNN-style supervision from ground-truth face boxes (see module docstring)."""
         if len(targets) != x_hat.shape[0]:
             raise ValueError(f"{len(targets)} targets for a batch of {x_hat.shape[0]}")
-        gts = [torch.as_tensor(t["boxes"], dtype=torch.float32, device=x_hat.device).reshape(-1, 4)
-               for t in targets]
+        gts = [
+            torch.as_tensor(t["boxes"], dtype=torch.float32, device=x_hat.device).reshape(-1, 4)
+            for t in targets
+        ]
         total, n_terms = x_hat.new_zeros(()), 0
         for s, xs in self._pyramid(x_hat):
             _, prob, _ = _pnet(self.pnet, xs)
@@ -187,8 +201,9 @@ class FaceTask(MachineTask):
             logp = torch.log(prob.clamp(1e-6, 1 - 1e-6)).reshape(b, -1)
             log1mp = torch.log((1 - prob).clamp(1e-6, 1 - 1e-6)).reshape(b, -1)
             for i, gt in enumerate(gts):
-                iou = (box_iou(cells, gt).max(dim=1).values if len(gt)
-                       else cells.new_zeros(len(cells)))
+                iou = (
+                    box_iou(cells, gt).max(dim=1).values if len(gt) else cells.new_zeros(len(cells))
+                )
                 pos, neg = iou >= 0.65, iou < 0.3
                 # Balance: positives are rare; each class contributes its own mean.
                 if pos.any():
@@ -201,9 +216,11 @@ class FaceTask(MachineTask):
         boxes = [_square(g) for g in gts]
         if self.refine_weight and sum(len(b) for b in boxes):
             r_reg, r_prob, o_reg, o_prob = self._refine(x_hat, boxes)
-            refine = (-torch.log(r_prob.clamp_min(1e-6)).mean()
-                      - torch.log(o_prob.clamp_min(1e-6)).mean()
-                      + 0.5 * (r_reg.pow(2).mean() + o_reg.pow(2).mean()))
+            refine = (
+                -torch.log(r_prob.clamp_min(1e-6)).mean()
+                - torch.log(o_prob.clamp_min(1e-6)).mean()
+                + 0.5 * (r_reg.pow(2).mean() + o_reg.pow(2).mean())
+            )
             total = total + self.refine_weight * refine
         return total
 

@@ -13,8 +13,20 @@ import math
 import numpy as np
 import torch
 
-_STAT_NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large",
-               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
+_STAT_NAMES = (
+    "ap",
+    "ap50",
+    "ap75",
+    "ap_small",
+    "ap_medium",
+    "ap_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
+)
 
 
 def _np(t) -> np.ndarray:
@@ -39,9 +51,13 @@ def _binary_masks(m, n: int) -> np.ndarray:
     return a.reshape(n, *a.shape[-2:])
 
 
-def coco_score(predictions: list[dict], ground_truth: list[dict], iou_type: str = "bbox",
-               class_agnostic: bool = False, image_sizes: list[tuple[int, int]] | None = None
-               ) -> dict[str, float]:
+def coco_score(
+    predictions: list[dict],
+    ground_truth: list[dict],
+    iou_type: str = "bbox",
+    class_agnostic: bool = False,
+    image_sizes: list[tuple[int, int]] | None = None,
+) -> dict[str, float]:
     """COCO AP of ``predictions`` against ``ground_truth`` (both per image, xyxy pixel boxes).
 
     Returns ``ap`` (AP@[.5:.95]), ``ap50``, ``ap75``, size-wise AP/AR, ``n_pred``, ``n_gt``,
@@ -71,12 +87,20 @@ def coco_score(predictions: list[dict], ground_truth: list[dict], iou_type: str 
             h = w = 1 + int(far)
         images.append({"id": i, "height": int(h), "width": int(w)})
         g_masks = _binary_masks(gt["masks"], len(g_boxes)) if iou_type == "segm" else None
-        p_masks = (_binary_masks(pred["masks"], len(p_boxes))
-                   if iou_type == "segm" and len(p_boxes) else None)
+        p_masks = (
+            _binary_masks(pred["masks"], len(p_boxes))
+            if iou_type == "segm" and len(p_boxes)
+            else None
+        )
         for k, (b, c) in enumerate(zip(g_boxes, g_labels, strict=True)):
-            ann = {"id": len(anns) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
-                   "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                   "area": float((b[2] - b[0]) * (b[3] - b[1]))}
+            ann = {
+                "id": len(anns) + 1,
+                "image_id": i,
+                "category_id": int(c),
+                "iscrowd": 0,
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                "area": float((b[2] - b[0]) * (b[3] - b[1])),
+            }
             if g_masks is not None:
                 rle = mask_utils.encode(np.asfortranarray(g_masks[k].astype(np.uint8)))
                 ann["segmentation"] = rle
@@ -84,8 +108,12 @@ def coco_score(predictions: list[dict], ground_truth: list[dict], iou_type: str 
             anns.append(ann)
             cats.add(int(c))
         for k, (b, c, s) in enumerate(zip(p_boxes, p_labels, p_scores, strict=True)):
-            det = {"image_id": i, "category_id": int(c), "score": float(s),
-                   "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+            det = {
+                "image_id": i,
+                "category_id": int(c),
+                "score": float(s),
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            }
             if p_masks is not None:
                 rle = mask_utils.encode(np.asfortranarray(p_masks[k].astype(np.uint8)))
                 rle["counts"] = rle["counts"].decode("ascii")
@@ -93,8 +121,11 @@ def coco_score(predictions: list[dict], ground_truth: list[dict], iou_type: str 
             dets.append(det)
             cats.add(int(c))
 
-    out: dict[str, float] = {"n_pred": float(len(dets)), "n_gt": float(len(anns)),
-                             "n_images": float(len(images))}
+    out: dict[str, float] = {
+        "n_pred": float(len(dets)),
+        "n_gt": float(len(anns)),
+        "n_images": float(len(images)),
+    }
     if not anns:
         out.update({k: math.nan for k in _STAT_NAMES})
         out["note"] = "no ground-truth objects: AP undefined"  # type: ignore[assignment]
@@ -103,8 +134,11 @@ def coco_score(predictions: list[dict], ground_truth: list[dict], iou_type: str 
         out.update({k: 0.0 for k in _STAT_NAMES})
         return out
     gt_coco = COCO()
-    gt_coco.dataset = {"images": images, "annotations": anns,
-                       "categories": [{"id": c, "name": str(c)} for c in sorted(cats)]}
+    gt_coco.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": c, "name": str(c)} for c in sorted(cats)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
         gt_coco.createIndex()
         dt_coco = gt_coco.loadRes(dets)

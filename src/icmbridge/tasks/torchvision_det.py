@@ -69,11 +69,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 class TorchvisionDetectionTask(MachineTask):
     """Faster R-CNN (boxes) or Mask R-CNN (boxes + masks) from torchvision, frozen."""
 
-    def __init__(self, arch: str = "fasterrcnn_resnet50_fpn",
-                 weights_path: str | Path | None = None, num_classes: int | None = None,
-                 pseudo_threshold: float = 0.5,
-                 min_size: int = 800, max_size: int = 1333, box_score_thresh: float = 0.05,
-                 frozen_bn_eps: float = 0.0, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        arch: str = "fasterrcnn_resnet50_fpn",
+        weights_path: str | Path | None = None,
+        num_classes: int | None = None,
+        pseudo_threshold: float = 0.5,
+        min_size: int = 800,
+        max_size: int = 1333,
+        box_score_thresh: float = 0.05,
+        frozen_bn_eps: float = 0.0,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise InputError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
@@ -86,10 +93,17 @@ class TorchvisionDetectionTask(MachineTask):
             found = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
             if num_classes is not None and num_classes != found:
                 raise InputError(
-                    f"{weights_path} has {found} classes, not num_classes={num_classes}")
+                    f"{weights_path} has {found} classes, not num_classes={num_classes}"
+                )
             num_classes = found
-        self.model = _build(arch, num_classes or 91, frozen_bn_eps, min_size=min_size,
-                            max_size=max_size, box_score_thresh=box_score_thresh)
+        self.model = _build(
+            arch,
+            num_classes or 91,
+            frozen_bn_eps,
+            min_size=min_size,
+            max_size=max_size,
+            box_score_thresh=box_score_thresh,
+        )
         if state is not None:
             try:
                 self.model.load_state_dict(state, strict=True)
@@ -101,7 +115,8 @@ class TorchvisionDetectionTask(MachineTask):
             warnings.warn(
                 f"{arch}: no --task-weights given, the network is RANDOMLY INITIALISED; its losses "
                 "and AP are meaningless except for testing the plumbing",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
         freeze(self.model)
         if device is not None:
@@ -117,15 +132,18 @@ class TorchvisionDetectionTask(MachineTask):
         for t in targets:
             boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=x.device).reshape(-1, 4)
             labels = t.get("labels")
-            labels = (torch.ones(len(boxes), dtype=torch.int64, device=x.device) if labels is None
-                      else torch.as_tensor(labels, dtype=torch.int64, device=x.device).reshape(-1))
+            labels = (
+                torch.ones(len(boxes), dtype=torch.int64, device=x.device)
+                if labels is None
+                else torch.as_tensor(labels, dtype=torch.int64, device=x.device).reshape(-1)
+            )
             d = {"boxes": boxes, "labels": labels}
             if self.has_masks:
                 masks = t.get("masks")
                 if masks is None:  # no masks annotated: the boxes themselves, filled
                     masks = torch.zeros(len(boxes), h, w, dtype=torch.uint8, device=x.device)
                     for k, b in enumerate(boxes.round().long().tolist()):
-                        masks[k, max(b[1], 0):b[3], max(b[0], 0):b[2]] = 1
+                        masks[k, max(b[1], 0) : b[3], max(b[0], 0) : b[2]] = 1
                 masks = torch.as_tensor(masks, device=x.device)
                 if masks.dim() == 4:
                     masks = masks[:, 0]
@@ -178,8 +196,11 @@ class TorchvisionDetectionTask(MachineTask):
     def score(self, predictions: list[dict], ground_truth: list[dict]) -> dict[str, float]:
         """Box AP; for Mask R-CNN also ``mask_ap``/``mask_ap50``/``mask_ap75`` when GT has masks."""
         out = coco_score(predictions, ground_truth, "bbox")
-        if self.has_masks and all(g.get("masks") is not None for g in ground_truth) and all(
-                "masks" in p for p in predictions):
+        if (
+            self.has_masks
+            and all(g.get("masks") is not None for g in ground_truth)
+            and all("masks" in p for p in predictions)
+        ):
             seg = coco_score(predictions, ground_truth, "segm")
             for k in ("ap", "ap50", "ap75"):
                 out[f"mask_{k}"] = seg[k]

@@ -59,7 +59,9 @@ class TrainConfig:
         for name in ("lambda_task", "lambda_mse", "lr", "aux_lr", "clip"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
-                raise InputError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
+                raise InputError(
+                    f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}"
+                )
         if self.lambda_task == 0 and self.lambda_mse == 0:
             raise InputError("--lambda-task and --lambda-mse are both 0: nothing to learn but rate")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -170,8 +172,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     step,
                     codec,
                     meta,
-                    {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict(),
-                     "loop": dict(state)},
+                    {
+                        "optimizer": opt.state_dict(),
+                        "aux_optimizer": aux_opt.state_dict(),
+                        "loop": dict(state),
+                    },
                 )
             if rt.distributed:
                 torch.distributed.barrier()
@@ -187,7 +192,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x_hat = out["x_hat"]
             bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
             mse = F.mse_loss(x_hat, x)
-            task_loss = task.loss(x_hat, x) if cfg.lambda_task > 0 else torch.zeros((), device=rt.device)
+            task_loss = (
+                task.loss(x_hat, x) if cfg.lambda_task > 0 else torch.zeros((), device=rt.device)
+            )
             w_rate = math.exp(state["log_w_rate"])
             loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
 
@@ -218,8 +225,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
             terms = rtm.mean_over_ranks(
                 rt,
-                {"loss": loss.item(), "bpp": bpp.item(), "task": task_loss.item(),
-                 "psnr": -10 * math.log10(max(mse.item(), 1e-10)), "aux": aux.item()},
+                {
+                    "loss": loss.item(),
+                    "bpp": bpp.item(),
+                    "task": task_loss.item(),
+                    "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
+                    "aux": aux.item(),
+                },
             )
             if cfg.target_bpp is not None:
                 err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
@@ -227,12 +239,21 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             state["step"] = step + 1
             if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                 bar.set_postfix(
-                    bpp=f"{terms['bpp']:.3f}", task=f"{terms['task']:.4f}",
-                    psnr=f"{terms['psnr']:.1f}", w=f"{w_rate:.2f}",
+                    bpp=f"{terms['bpp']:.3f}",
+                    task=f"{terms['task']:.4f}",
+                    psnr=f"{terms['psnr']:.1f}",
+                    w=f"{w_rate:.2f}",
                 )
-                log.scalars(step, {**terms, "w_rate": w_rate, "lr": opt.param_groups[0]["lr"],
-                                   "skipped": state["skipped"],
-                                   "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial)})
+                log.scalars(
+                    step,
+                    {
+                        **terms,
+                        "w_rate": w_rate,
+                        "lr": opt.param_groups[0]["lr"],
+                        "skipped": state["skipped"],
+                        "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
+                    },
+                )
             if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
                 if rt.is_main and val:
                     held_out = measure(codec, val)

@@ -19,15 +19,26 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, help="steps between progress/TensorBoard updates")
     p.add_argument("--device", help="auto, cpu or cuda (torchrun: one GPU per process)")
     p.add_argument("--threads", type=int, help="CPU threads per process")
-    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
-                   help="do not write TensorBoard logs")
-    p.add_argument("--data", type=lambda s: [t for t in s.split(",") if t],
-                   help="training sets, comma separated (see `icmbridge data list`)")
+    p.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        default=None,
+        help="do not write TensorBoard logs",
+    )
+    p.add_argument(
+        "--data",
+        type=lambda s: [t for t in s.split(",") if t],
+        help="training sets, comma separated (see `icmbridge data list`)",
+    )
     p.add_argument("--task", help="machine task (see icmbridge.tasks)")
     p.add_argument("--task-weights", help="local weights file of the task network")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (its saved settings "
-                        "are used; only --steps may be raised)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (its saved settings "
+        "are used; only --steps may be raised)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,12 +64,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", help="named codec configuration (tiny, cpu, bmshj2018)")
     p.add_argument("--init", help="start from this model (name or path) instead of random weights")
     p.add_argument("--lr", type=float, help="learning rate of the codec (cosine schedule)")
-    p.add_argument("--aux-lr", type=float, help="learning rate of the entropy bottleneck's aux loss")
+    p.add_argument(
+        "--aux-lr", type=float, help="learning rate of the entropy bottleneck's aux loss"
+    )
     p.add_argument("--warmup", type=int, help="linear warm-up steps")
     p.add_argument("--lambda-task", type=float, help="weight of the task loss")
     p.add_argument("--lambda-mse", type=float, help="weight of 255²·MSE (0 for task-only)")
-    p.add_argument("--target-bpp", type=float,
-                   help="steer the rate weight towards this training-crop bpp (off: weight 1)")
+    p.add_argument(
+        "--target-bpp",
+        type=float,
+        help="steer the rate weight towards this training-crop bpp (off: weight 1)",
+    )
     p.add_argument("--clip", type=float, help="gradient-norm clipping")
     add_runtime_options(p)
     document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
@@ -108,27 +124,37 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--base", help="model to finetune (name or path)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="paper: 3×128² patches; li: low impact")
-    p.add_argument("--layers", help="first:K (the K synthesis layers nearest the latent, each a "
-                                    "transposed conv with its IGDN), all, or name patterns")
+    p.add_argument(
+        "--preset", choices=sorted(PRESETS), help="paper: 3×128² patches; li: low impact"
+    )
+    p.add_argument(
+        "--layers",
+        help="first:K (the K synthesis layers nearest the latent, each a "
+        "transposed conv with its IGDN), all, or name patterns",
+    )
     p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
     p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")
     p.add_argument("--lambda-a", type=float, help="weight of the adversarial loss")
     p.add_argument("--lambda-mse", type=float, help="weight of the MSE (on [0, 1] pixels)")
     p.add_argument("--mse-on", choices=["patches", "image"], help="MSE on the patches or image")
-    p.add_argument("--lambda-task", type=float, help="weight of an optional task loss (not in "
-                                                     "the paper)")
+    p.add_argument(
+        "--lambda-task", type=float, help="weight of an optional task loss (not in the paper)"
+    )
     p.add_argument("--gan-mode", choices=["lsgan", "vanilla", "hinge"], help="adversarial loss")
-    p.add_argument("--d-norm", choices=["batch", "instance", "spectral", "none"],
-                   help="discriminator normalisation")
+    p.add_argument(
+        "--d-norm",
+        choices=["batch", "instance", "spectral", "none"],
+        help="discriminator normalisation",
+    )
     p.add_argument("--ndf", type=int, help="discriminator base width")
     p.add_argument("--d-layers", type=int, help="discriminator strided layers")
     p.add_argument("--d-steps", type=int, help="discriminator updates per generator update")
     p.add_argument("--r1", type=float, help="R1 penalty weight on real patches (0: off)")
     p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
     p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
-    p.add_argument("--collapse-steps", type=int,
-                   help="warn when D's loss stays below 1e-3 this many steps")
+    p.add_argument(
+        "--collapse-steps", type=int, help="warn when D's loss stays below 1e-3 this many steps"
+    )
     add_runtime_options(p)
     document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
     p.set_defaults(func=run_finetune)

@@ -96,11 +96,13 @@ class FinetuneConfig:
                 "lower it or raise --crop"
             )
         if self.patch_size < 24:
-            raise InputError(f"--patch-size must be ≥ 24 (the discriminator's minimum), got "
-                             f"{self.patch_size}")
+            raise InputError(
+                f"--patch-size must be ≥ 24 (the discriminator's minimum), got {self.patch_size}"
+            )
         if min(self.patches, self.steps, self.batch_size, self.d_steps, self.checkpoint_every) < 1:
-            raise InputError("--patches, --steps, --batch-size, --d-steps, --checkpoint-every "
-                             "must be ≥ 1")
+            raise InputError(
+                "--patches, --steps, --batch-size, --d-steps, --checkpoint-every must be ≥ 1"
+            )
         if self.gan_mode not in ("lsgan", "vanilla", "hinge"):
             raise InputError(f"--gan-mode must be lsgan, vanilla or hinge, got {self.gan_mode!r}")
 
@@ -134,8 +136,10 @@ def select_layers(codec: ICMCodec, spec: str) -> list[str]:
     for pattern in (p.strip() for p in spec.split(",") if p.strip()):
         hits = [n for n in names if fnmatch.fnmatch(n, pattern) or n.startswith(pattern + ".")]
         if not hits:
-            raise InputError(f"--layers pattern {pattern!r} matches no codec parameter "
-                             "(e.g. g_s.0, 'g_s.[0-3].*', first:2)")
+            raise InputError(
+                f"--layers pattern {pattern!r} matches no codec parameter "
+                "(e.g. g_s.0, 'g_s.[0-3].*', first:2)"
+            )
         bad = [n for n in hits if not n.startswith("g_s.")]
         if bad:
             raise InputError(f"--layers may select decoder (g_s) parameters only, not {bad[0]}")
@@ -147,7 +151,9 @@ def per_sample_boxes(ids: Tensor, seed: int, h: int, w: int, size: int, n: int) 
     """Patch positions drawn from each sample's own seed (DDP- and resume-invariant)."""
     return torch.cat(
         [
-            sample_patch_boxes(1, h, w, size, n, torch.Generator().manual_seed(seed * 7919 + int(i)))
+            sample_patch_boxes(
+                1, h, w, size, n, torch.Generator().manual_seed(seed * 7919 + int(i))
+            )
             for i in ids
         ]
     )
@@ -240,12 +246,17 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     "trained_steps": step,
                     "finetune_config": asdict(cfg),
                 }
-                ckpts.save(step, codec, meta, {
-                    "discriminator": disc.state_dict(),
-                    "optimizer_g": opt_g.state_dict(),
-                    "optimizer_d": opt_d.state_dict(),
-                    "loop": dict(state),
-                })
+                ckpts.save(
+                    step,
+                    codec,
+                    meta,
+                    {
+                        "discriminator": disc.state_dict(),
+                        "optimizer_g": opt_g.state_dict(),
+                        "optimizer_d": opt_d.state_dict(),
+                        "loop": dict(state),
+                    },
+                )
             if rt.distributed:
                 torch.distributed.barrier()
 
@@ -256,8 +267,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             x = x.to(rt.device)
             y_hat = codec.quantized_latent(x)
             x_hat = synthesis(y_hat)[..., : x.shape[2], : x.shape[3]]
-            boxes = per_sample_boxes(ids, cfg.seed + step, x.shape[2], x.shape[3],
-                                     cfg.patch_size, cfg.patches).to(rt.device)
+            boxes = per_sample_boxes(
+                ids, cfg.seed + step, x.shape[2], x.shape[3], cfg.patch_size, cfg.patches
+            ).to(rt.device)
             real = extract_patches(x, boxes, cfg.patch_size)
             fake = extract_patches(x_hat, boxes, cfg.patch_size)
 
@@ -282,14 +294,18 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             for p in disc.parameters():
                 p.requires_grad_(True)
             mse = F.mse_loss(fake, real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
-            task_loss = task.loss(x_hat, x) if task is not None else torch.zeros((), device=x.device)
+            task_loss = (
+                task.loss(x_hat, x) if task is not None else torch.zeros((), device=x.device)
+            )
             loss_g = cfg.lambda_mse * mse + cfg.lambda_a * adv + cfg.lambda_task * task_loss
             if not rtm.all_finite(rt, loss_g, loss_d):
                 state["skipped"] += 1
                 state["bad_steps"] += 1
                 if state["bad_steps"] > cfg.max_bad_steps:
-                    raise IcmError(f"losses were NaN/inf for {state['bad_steps']} steps in a row "
-                                   f"at step {step}: lower --lr/--lr-d or --lambda-a")
+                    raise IcmError(
+                        f"losses were NaN/inf for {state['bad_steps']} steps in a row "
+                        f"at step {step}: lower --lr/--lr-d or --lambda-a"
+                    )
                 continue
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
@@ -297,29 +313,48 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             state["bad_steps"] = 0
             state["step"] = step + 1
 
-            terms = rtm.mean_over_ranks(rt, {
-                "loss_g": loss_g.item(), "loss_d": loss_d.item(), "adv": adv.item(),
-                "mse": mse.item(), "task": task_loss.item(),
-                "d_real": real_logits.mean().item(), "d_fake": fake_logits.mean().item(),
-            })
+            terms = rtm.mean_over_ranks(
+                rt,
+                {
+                    "loss_g": loss_g.item(),
+                    "loss_d": loss_d.item(),
+                    "adv": adv.item(),
+                    "mse": mse.item(),
+                    "task": task_loss.item(),
+                    "d_real": real_logits.mean().item(),
+                    "d_fake": fake_logits.mean().item(),
+                },
+            )
             state["collapsed"] = state["collapsed"] + 1 if terms["loss_d"] < 1e-3 else 0
             if state["collapsed"] == cfg.collapse_steps and rt.is_main:
-                bar.write(f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
-                          f"(step {step + 1}): D has collapsed; lower --lr-d or raise --lambda-a")
+                bar.write(
+                    f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
+                    f"(step {step + 1}): D has collapsed; lower --lr-d or raise --lambda-a"
+                )
             if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
-                bar.set_postfix(d_real=f"{terms['d_real']:.2f}", d_fake=f"{terms['d_fake']:.2f}",
-                                mse=f"{terms['mse']:.5f}", adv=f"{terms['adv']:.3f}")
-                log.scalars(step, {**terms, "sec_per_step":
-                                   (time.perf_counter() - t0) / (step + 1 - bar.initial)})
+                bar.set_postfix(
+                    d_real=f"{terms['d_real']:.2f}",
+                    d_fake=f"{terms['d_fake']:.2f}",
+                    mse=f"{terms['mse']:.5f}",
+                    adv=f"{terms['adv']:.3f}",
+                )
+                log.scalars(
+                    step,
+                    {
+                        **terms,
+                        "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
+                    },
+                )
             if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
                 if rt.is_main and val is not None:
                     held_out = measure_crop(codec, val)
                     log.scalars(step, held_out, prefix="heldout")
-                    bar.write(f"step {state['step']}: held-out crop {held_out['psnr']:.2f} dB, "
-                              f"artifact {held_out['artifact_db']:+.2f} dB")
+                    bar.write(
+                        f"step {state['step']}: held-out crop {held_out['psnr']:.2f} dB, "
+                        f"artifact {held_out['artifact_db']:+.2f} dB"
+                    )
                 save(state["step"])
         log.close()
         return ckpts.last or run_dir
     finally:
         rtm.teardown_runtime(rt)
-

@@ -141,9 +141,7 @@ class Checkpoints:
                 return target
         return None
 
-    def save(
-        self, step: int, codec: ICMCodec, meta: dict[str, Any], state: dict[str, Any]
-    ) -> Path:
+    def save(self, step: int, codec: ICMCodec, meta: dict[str, Any], state: dict[str, Any]) -> Path:
         folder = self.root / f"step-{step:07d}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -157,7 +155,9 @@ class Checkpoints:
         except OSError as exc:
             previous = self.last
             kept = f"; the previous checkpoint is intact at {previous}" if previous else ""
-            raise IcmError(f"cannot write checkpoint {folder}: {exc.strerror or exc}{kept}") from None
+            raise IcmError(
+                f"cannot write checkpoint {folder}: {exc.strerror or exc}{kept}"
+            ) from None
         self._prune(folder)
         return folder
 

@@ -79,7 +79,9 @@ def atomic_directory(folder: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         fsync_tree(tmp)
         if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent)
+            )
             os.rmdir(old)
             os.replace(folder, old)
             os.replace(tmp, folder)
