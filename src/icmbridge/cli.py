@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "icmbridge.codec.commands",
     "icmbridge.data.commands",
     "icmbridge.train.commands",
+    "icmbridge.evaluation.commands",
 ]
 
 
