@@ -19,10 +19,12 @@ from icmbridge.errors import IcmError
 
 # Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = [
+    "icmbridge.demo",
     "icmbridge.codec.commands",
     "icmbridge.data.commands",
     "icmbridge.train.commands",
     "icmbridge.evaluation.commands",
+    "icmbridge.report.commands",
 ]
 
 

@@ -82,7 +82,10 @@ def load_image(
 
 def array_to_tensor(arr: np.ndarray) -> Tensor:
     """HxWx3 uint8 → (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # torch refuses to wrap read-only memory without a warning
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].float().div_(255)
 
 
 def tensor_to_array(x: Tensor) -> np.ndarray:

@@ -1,0 +1,182 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot: no global state, no GUI).
+
+Each function writes ``NAME.png`` (2× DPI, sharp on high-density screens) and ``NAME.svg`` into
+a folder and returns the PNG's file name, or None when the results hold nothing to draw, so the
+page simply leaves that figure out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+DPI = 200  # 2× matplotlib's 100 dpi figure units
+# Our decoders get fixed colours so they read the same in every plot and on the page.
+_FIXED = {"base": "#d62728", "human": "#1f77b4", "human-li": "#17becf", "ours": "#1f77b4"}
+_PALETTE = [
+    "#ff7f0e",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+]
+
+
+def num(value: Any) -> float | None:
+    """A finite float, or None for null, NaN, infinities and anything not a number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def codec_colors(labels: Sequence[str]) -> dict[str, str]:
+    """A stable colour per codec label: fixed ones for our decoders, the palette for the rest."""
+    colors: dict[str, str] = {}
+    i = 0
+    for label in labels:
+        if label in _FIXED:
+            colors[label] = _FIXED[label]
+        elif label.startswith("base+"):
+            colors[label] = ["#ff9896", "#c5b0d5", "#f7b6d2"][i % 3]
+            i += 1
+        else:
+            colors[label] = _PALETTE[len(colors) % len(_PALETTE)]
+    return colors
+
+
+def _save(fig: Figure, folder: Path, name: str) -> str:
+    fig.savefig(folder / f"{name}.png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    fig.savefig(folder / f"{name}.svg", bbox_inches="tight", facecolor="white")
+    return f"{name}.png"
+
+
+def _style(ax: Any, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, color="#e5e5e5", linewidth=0.8)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def rate_plot(
+    points: Mapping[str, Mapping[str, Any]],
+    curves: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    colors: Mapping[str, str],
+    uncompressed_ap50: float | None,
+    folder: Path,
+) -> str | None:
+    """PSNR vs bpp and AP50 vs bpp: rate curves as lines, each codec's mean as a labelled dot."""
+    panels = [("psnr", "PSNR (dB)"), ("task_ap50", "task AP50")]
+    drawn = False
+    fig = Figure(figsize=(9.6, 3.8))
+    axes = fig.subplots(1, 2)
+    palette = dict(colors)
+    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+        for name, curve in (curves or {}).items():
+            if not isinstance(curve, Sequence):
+                continue
+            xy = [(num(p.get("bpp")), num(p.get(key))) for p in curve if isinstance(p, Mapping)]
+            xy = sorted((x, y) for x, y in xy if x is not None and y is not None)
+            if not xy:
+                continue
+            color = palette.setdefault(name, _PALETTE[len(palette) % len(_PALETTE)])
+            ax.plot(*zip(*xy, strict=True), "-", color=color, lw=1.6, alpha=0.8, label=name)
+            drawn = True
+        for label, mean in points.items():
+            x, y = num(mean.get("bpp")), num(mean.get(key))
+            if x is None or y is None:
+                continue
+            ax.scatter([x], [y], s=46, color=colors.get(label, "#333"), zorder=3,
+                       edgecolor="white", linewidth=0.8)  # fmt: skip
+            ax.annotate(label, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+            drawn = True
+        if key == "task_ap50" and uncompressed_ap50 is not None:
+            ax.axhline(uncompressed_ap50, color="#555", ls="--", lw=1)
+            ax.annotate("uncompressed", (0, uncompressed_ap50), xycoords=("axes fraction", "data"),
+                        xytext=(4, 3), textcoords="offset points", fontsize=8, color="#555")  # fmt: skip
+        _style(ax, "bits per pixel", ylabel)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, frameon=False, loc="lower right")
+    if not drawn:
+        return None
+    fig.tight_layout()
+    return _save(fig, folder, "rate")
+
+
+def tradeoff_plot(
+    sweep: Sequence[Mapping[str, Any]],
+    base: Mapping[str, Any] | None,
+    folder: Path,
+) -> str | None:
+    """The λ_a sweep: task AP50 against PSNR and against artifact_db, points labelled by λ_a.
+
+    The base decoder (no adversarial finetuning) is drawn as a star for reference.
+    """
+    rows = [r for r in sweep if isinstance(r, Mapping)]
+    rows.sort(key=lambda r: num(r.get("lambda_a")) or 0.0)
+    panels = [("psnr", "PSNR (dB) →  better"), ("artifact_db", "artifact dB  ← less grid")]
+    fig = Figure(figsize=(9.6, 3.8))
+    axes = fig.subplots(1, 2)
+    drawn = False
+    for ax, (key, xlabel) in zip(axes, panels, strict=True):
+        pts = [(num(r.get(key)), num(r.get("task_ap50")), num(r.get("lambda_a"))) for r in rows]
+        pts = [(x, y, lam) for x, y, lam in pts if x is not None and y is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#1f77b4", ms=5,
+                    lw=1.2, alpha=0.9, label="human decoder, λ_a sweep")  # fmt: skip
+            for x, y, lam in pts:
+                text = "λ=?" if lam is None else f"λ={lam:g}"
+                ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+            drawn = True
+        if base is not None:
+            bx, by = num(base.get(key)), num(base.get("task_ap50"))
+            if bx is not None and by is not None:
+                ax.scatter([bx], [by], marker="*", s=140, color="#d62728", zorder=3,
+                           label="base decoder")  # fmt: skip
+        _style(ax, xlabel, "task AP50")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, frameon=False)
+    if not drawn:
+        return None
+    fig.tight_layout()
+    return _save(fig, folder, "tradeoff")
+
+
+def artifact_bars(
+    values: Mapping[str, float | None], colors: Mapping[str, str], folder: Path
+) -> str | None:
+    """artifact_db per codec as horizontal bars; 0 dB (no added grid) is marked."""
+    items = [(k, v) for k, v in values.items() if v is not None]
+    if not items:
+        return None
+    fig = Figure(figsize=(6.4, 0.42 * len(items) + 1.1))
+    ax = fig.subplots()
+    labels = [k for k, _ in items][::-1]
+    vals = [v for _, v in items][::-1]
+    ax.barh(labels, vals, color=[colors.get(k, "#777") for k in labels], height=0.62)
+    span = max(abs(v) for v in vals) or 1.0
+    for y, v in enumerate(vals):
+        ax.annotate(f"{v:+.1f} dB", (v, y), xytext=(4 if v >= 0 else -4, 0),
+                    textcoords="offset points", va="center", ha="left" if v >= 0 else "right",
+                    fontsize=8)  # fmt: skip
+    ax.axvline(0, color="#333", lw=1)
+    ax.set_xlim(min(0.0, min(vals)) - 0.25 * span, max(0.0, max(vals)) + 0.25 * span)
+    _style(ax, "artifact dB (grid energy of x̂ over x; 0 = no added grid)", "")
+    ax.grid(True, axis="x", color="#e5e5e5")
+    ax.grid(False, axis="y")
+    fig.tight_layout()
+    return _save(fig, folder, "artifacts")
