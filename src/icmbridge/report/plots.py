@@ -93,7 +93,8 @@ def rate_plot(
             xy = sorted((x, y) for x, y in xy if x is not None and y is not None)
             if not xy:
                 continue
-            color = palette.setdefault(name, _PALETTE[len(palette) % len(_PALETTE)])
+            color = palette.get(name) or _FIXED.get(name) or _PALETTE[len(palette) % 10]
+            palette[name] = color
             ax.plot(*zip(*xy, strict=True), "-", color=color, lw=1.6, alpha=0.8, label=name)
             drawn = True
         for label, mean in points.items():
@@ -106,8 +107,15 @@ def rate_plot(
             drawn = True
         if key == "task_ap50" and uncompressed_ap50 is not None:
             ax.axhline(uncompressed_ap50, color="#555", ls="--", lw=1)
-            ax.annotate("uncompressed", (0, uncompressed_ap50), xycoords=("axes fraction", "data"),
-                        xytext=(4, 3), textcoords="offset points", fontsize=8, color="#555")  # fmt: skip
+            ax.annotate(
+                "uncompressed",
+                (0, uncompressed_ap50),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=8,
+                color="#555",
+            )
         _style(ax, "bits per pixel", ylabel)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, frameon=False, loc="lower right")

@@ -1,0 +1,246 @@
+"""The static HTML report: page content, local links, crop picking, CLI, and a real browser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from report_fixtures import SIZE, checkerboard, make_results_dir
+
+from icmbridge import cli
+from icmbridge.errors import InputError
+from icmbridge.report import build_report, pick_crop
+from icmbridge.report import commands as report_commands
+from icmbridge.report.html import MARKER, order_labels
+
+
+class _Refs(HTMLParser):
+    """Every src/href of the page, and whether anything points off the machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for key, value in attrs:
+            if key in ("src", "href") and value:
+                self.refs.append(value)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    results = make_results_dir(root / "results", quadrant=(1, 0))
+    return build_report(results, root / "out", command="icmbridge report results -o out")
+
+
+def _local_files(page: Path) -> list[str]:
+    parser = _Refs()
+    parser.feed(page.read_text(encoding="utf-8"))
+    files = []
+    for ref in parser.refs:
+        if ref.startswith("#"):
+            continue
+        assert not re.match(r"^[a-z][a-z0-9+.-]*:", ref, re.I), f"non-local reference {ref!r}"
+        assert not ref.startswith("/"), ref
+        files.append(unquote(ref))
+    return files
+
+
+def test_page_references_only_existing_local_files(report: Path) -> None:
+    files = _local_files(report)
+    assert len(files) > 20
+    for f in files:
+        target = (report.parent / f).resolve()
+        assert target.is_file(), f
+        assert report.parent.resolve() in target.parents
+    text = report.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text and "@import" not in text
+    assert (report.parent / MARKER).is_file()
+
+
+def test_page_has_tables_plots_crops_and_slider(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    needles = ['id="summary"', 'id="codecs"', 'id="table1"', "Δ AP50 rel.", 'id="bdrate"',
+               "−40.1%", 'id="cmp-range"', 'type="range"', 'id="cmp-data"', "3 patches 64×64",
+               "annotations", "icmbridge report results"]  # fmt: skip
+    for needle in needles:
+        assert needle in text, needle
+    plots = report.parent / "assets" / "plots"
+    assert {p.name for p in plots.glob("*.png")} == {"rate.png", "artifacts.png", "tradeoff.png"}
+    # comparisons in the preferred order: original | base | base+… | human | human-li | jpeg
+    crops = re.findall(r'alt="([^":]+): astronaut"', text)
+    assert crops == ["where", "original", "base", "base+bilateral", "human", "human-li", "jpeg"]
+    data = json.loads(re.search(r'id="cmp-data">(.*?)</script>', text).group(1))
+    assert data["left"] == "base" and data["right"] == "human"
+    assert set(data["images"][0]["full"]) >= {"original", "base", "human"}
+
+
+def test_renders_without_optional_sections_and_with_nulls(tmp_path: Path) -> None:
+    results = make_results_dir(tmp_path / "r", optional=False, nulls=True)
+    page = build_report(results, tmp_path / "out")
+    text = page.read_text(encoding="utf-8")
+    assert 'id="table1"' not in text and 'id="bdrate"' not in text
+    assert "tradeoff.png" not in text
+    assert "Pseudo ground truth" in text
+    assert 'id="cmp-range"' in text
+    for f in _local_files(page):
+        assert (page.parent / f).is_file()
+
+
+def test_renders_a_bare_results_json(tmp_path: Path) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(
+        json.dumps({"codecs": {"base": {"mean": None, "images": "junk"}, "x": 3}, "table1": [1]})
+    )
+    text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
+    assert "No images under originals/" in text
+    assert 'id="cmp-range"' not in text
+    (tmp_path / "r" / "results.json").write_text("{}")
+    assert "no codecs" in build_report(tmp_path / "r", tmp_path / "out").read_text()
+
+
+@pytest.mark.parametrize("quadrant", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_crop_picker_finds_the_checkerboard(quadrant: tuple[int, int]) -> None:
+    from report_fixtures import _blur, _u8, test_images
+
+    img = test_images()["astronaut"]
+    half = SIZE // 2
+    qy, qx = quadrant
+    decoded = _blur(img, 0.8)  # blur errors everywhere, a grid in one quadrant only
+    decoded[qy * half : (qy + 1) * half, qx * half : (qx + 1) * half] += checkerboard(
+        half, half, 6.0
+    )[..., None]
+    box = pick_crop(img, _u8(decoded), 64)
+    assert (box.height, box.width) == (64, 64)
+    assert qy * half <= box.top and box.top + 64 <= (qy + 1) * half
+    assert qx * half <= box.left and box.left + 64 <= (qx + 1) * half
+
+
+def test_crop_picker_edge_cases() -> None:
+    img = np.zeros((40, 50, 3), np.uint8)
+    assert pick_crop(img, None, 64) == (0, 0, 40, 50)
+    assert pick_crop(img, img, 64) == (0, 0, 40, 50)
+    big = np.full((128, 128, 3), 100, np.uint8)
+    assert pick_crop(big, big, 64) == (32, 32, 64, 64)  # no residual: the centre
+
+
+def test_label_order() -> None:
+    labels = ["webp", "jpeg", "human-li", "base+gaussian", "human", "base", "base+bilateral"]
+    assert order_labels(labels) == [
+        "base", "base+bilateral", "base+gaussian", "human", "human-li", "jpeg", "webp"
+    ]  # fmt: skip
+
+
+def test_refuses_unsafe_outputs(tmp_path: Path) -> None:
+    results = make_results_dir(tmp_path / "r", optional=False)
+    with pytest.raises(InputError, match="replace the results"):
+        build_report(results, results)
+    with pytest.raises(InputError, match="replace the results"):
+        build_report(results, tmp_path)
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("keep me")
+    with pytest.raises(InputError, match="not an icmbridge report"):
+        build_report(results, other)
+    assert (other / "thesis.tex").read_text() == "keep me"
+    # an earlier report is replaced as a whole
+    out = tmp_path / "out"
+    build_report(results, out)
+    (out / "stale.txt").write_text("old")
+    build_report(results, out)
+    assert not (out / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icmbridge")
+    report_commands.register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = make_results_dir(tmp_path / "r", optional=False)
+    args = _parser().parse_args(["report", str(results), "-o", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "index.html").is_file()
+    assert "index.html" in capsys.readouterr().out
+    args = _parser().parse_args(["report", str(tmp_path), "-o", str(tmp_path / "o2")])
+    with pytest.raises(InputError, match="no results.json"):
+        args.func(args)
+
+
+def test_cli_prints_error_for_missing_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "icmbridge.report.commands" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES,
+                                                     "icmbridge.report.commands"])  # fmt: skip
+    assert cli.main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: results folder")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text("{not json")
+    assert cli.main(["report", str(tmp_path / "bad"), "-o", str(tmp_path / "out")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
+         "--virtual-time-budget=2000", *extra, page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not on PATH (apt-get install chromium)")
+def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    run = _chromium(report, tmp_path / "profile", "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", run.stdout)
+    assert body, run.stdout[:500]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("ready") == "1", attrs
+    assert attrs["images-failed"] == "0", attrs
+    assert int(attrs["images-loaded"]) == int(attrs["images-total"]) > 15
+    assert "<table" in run.stdout and "Base codec" in run.stdout
+    # drive the slider: pick another pair, the full-image view and a split position
+    probe = report.parent / "probe.html"
+    script = (
+        "<script>document.getElementById('cmp-left').value='jpeg';"
+        "document.querySelector('input[value=full]').checked=true;"
+        "document.getElementById('cmp-left').dispatchEvent(new Event('change'));"
+        "var r=document.getElementById('cmp-range');r.value='20';"
+        "r.dispatchEvent(new Event('input'));</script></body>"
+    )
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", script))
+    try:
+        run = _chromium(probe, tmp_path / "profile", "--dump-dom")
+    finally:
+        probe.unlink()
+    left = re.search(r'<img id="cmp-left-img"[^>]*>', run.stdout).group(0)
+    assert "assets/full/00-astronaut-jpeg.png" in left, left
+    assert re.search(r'id="cmp-stage"[^>]*--pos: ?20%', run.stdout)
+    assert 'class="cmp-stage full"' in run.stdout
+    assert re.search(r'id="cmp-tag-l"[^>]*>jpeg<', run.stdout)
+    shot = tmp_path / "page.png"
+    run = _chromium(report, tmp_path / "profile", "--window-size=1400,3000",
+                    f"--screenshot={shot}")  # fmt: skip
+    assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        px = np.asarray(im.convert("RGB"))
+    assert px.std() > 20  # a real page, not a blank one
