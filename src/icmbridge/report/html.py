@@ -607,8 +607,8 @@ def slider_section(shown: Sequence[Shown]) -> tuple[str, dict[str, Any]]:
         'zoomed crop</label><label><input type="radio" name="cmp-view" value="full"> full image'
         "</label></span></div>"
         '<div class="cmp-stage crop" id="cmp-stage" style="--pos:50%">'
-        f'<img id="cmp-right-img" class="px" src="{url(first.crop[right])}" alt="right">'
-        f'<img id="cmp-left-img" class="px top" src="{url(first.crop[left])}" alt="left">'
+        f'<img id="cmp-right-img" src="{url(first.crop[right])}" alt="right">'
+        f'<img id="cmp-left-img" class="top" src="{url(first.crop[left])}" alt="left">'
         '<div class="cmp-line"><span></span></div>'
         f'<span class="tag l" id="cmp-tag-l">{esc(left)}</span>'
         f'<span class="tag r" id="cmp-tag-r">{esc(right)}</span>'
@@ -729,8 +729,9 @@ font-size:14px}
 .cmp-stage{position:relative;display:inline-block;line-height:0;border-radius:6px;overflow:hidden;
 box-shadow:0 2px 10px #0002;background:#222;max-width:100%;touch-action:none}
 .cmp-stage img{display:block;max-width:100%;height:auto}
-.cmp-stage.crop img{width:512px}
-.cmp-stage.full img{width:auto;max-width:min(100%,960px);min-width:min(100%,512px)}
+.cmp-stage.crop img{width:512px;image-rendering:pixelated}
+.cmp-stage.full img{width:768px}
+.cmp-stage.full img.up{image-rendering:pixelated}
 .cmp-stage img.top{position:absolute;left:0;top:0;height:100%;
 clip-path:inset(0 calc(100% - var(--pos)) 0 0)}
 .cmp-line{position:absolute;top:0;bottom:0;left:var(--pos);width:2px;margin-left:-1px;
@@ -795,7 +796,11 @@ function update(){
   document.getElementById('cmp-tag-l').textContent=set[selL.value]?selL.value:'(none)';
   document.getElementById('cmp-tag-r').textContent=set[selR.value]?selR.value:'(none)';
 }
-[L,R].forEach(function(i){i.addEventListener('load',countImages);i.addEventListener('error',countImages);});
+// full images shown larger than they are keep their pixels sharp (the grid stays visible)
+function sharp(){[L,R].forEach(function(i){
+  i.classList.toggle('up',i.naturalWidth>0&&i.naturalWidth<i.clientWidth);});}
+[L,R].forEach(function(i){i.addEventListener('load',function(){countImages();sharp();});
+  i.addEventListener('error',countImages);});
 [selI,selL,selR].forEach(function(s){s.addEventListener('change',update);});
 document.querySelectorAll('input[name=cmp-view]').forEach(function(r){r.addEventListener('change',update);});
 range.addEventListener('input',function(){stage.style.setProperty('--pos',range.value+'%');});
