@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IcmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except OSError as exc:  # files and folders: missing, unreadable, full disk
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

@@ -62,7 +62,8 @@ def load_image(
                 w, h = im.size
                 if max_pixels is not None and w * h > max_pixels:
                     raise InputError(
-                        f"{str(path)!r} is {w}x{h}, above the limit of {max_pixels} pixels"
+                        f"{str(path)!r} is {w}x{h}, above the limit of {max_pixels} pixels "
+                        "(raise it with the environment variable ICMBRIDGE_MAX_PIXELS)"
                     )
                 im.load()
                 im = ImageOps.exif_transpose(im)

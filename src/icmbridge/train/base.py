@@ -125,9 +125,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     run_dir = Path(cfg.out)
     ckpts = rtm.Checkpoints(run_dir)
     try:
-        if rt.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rtm.write_run_config(run_dir, {"command": "train", **asdict(cfg)})
+        rtm.prepare_run_dir(rt, run_dir, {"command": "train", **asdict(cfg)})
 
         # --- model, task, data, optimizers
         torch.manual_seed(cfg.seed)

@@ -184,9 +184,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
     run_dir = Path(cfg.out)
     ckpts = rtm.Checkpoints(run_dir)
     try:
-        if rt.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            rtm.write_run_config(run_dir, {"command": "finetune", **asdict(cfg)})
+        rtm.prepare_run_dir(rt, run_dir, {"command": "finetune", **asdict(cfg)})
         torch.manual_seed(cfg.seed)
 
         # --- generator: the base codec, all frozen but the selected decoder layers

@@ -183,6 +183,17 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def prepare_run_dir(rt: Runtime, run_dir: Path, config: dict[str, Any]) -> None:
+    """Create the run folder and record the run's settings (main rank), with a clear error."""
+    if not rt.is_main:
+        return
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_run_config(run_dir, config)
+    except OSError as exc:
+        raise InputError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
+
+
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
     from icmbridge.utils.atomic import atomic_write_bytes
 
