@@ -89,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.task != "none":
         from icmbridge.tasks import build_task
 
-        task = build_task(
-            args.task, **({"weights_path": args.task_weights} if args.task_weights else {})
-        )
+        task = build_task(args.task, weights_path=args.task_weights)
     vgg = None
     if args.vgg_weights:
         from icmbridge.metrics.vgg import VGGDistance

@@ -64,12 +64,21 @@ def available_tasks() -> dict[str, str]:
 
 
 def build_task(name: str = "face", **kwargs) -> MachineTask:
-    """Instantiate the task ``name`` (frozen network, on CPU unless ``device=`` is given)."""
+    """Instantiate the task ``name`` (frozen network, on CPU unless ``device=`` is given).
+
+    Options given as None mean "the task's default", so callers can pass CLI values through.
+    """
     try:
         factory, _ = _REGISTRY[name]
     except KeyError:
         raise InputError(f"unknown task {name!r}; available: {', '.join(_REGISTRY)}") from None
-    return factory(**kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        if "unexpected keyword" not in str(exc):
+            raise
+        raise InputError(f"task {name!r} does not take {', '.join(sorted(kwargs))}") from None
 
 
 __all__ = [

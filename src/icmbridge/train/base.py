@@ -129,17 +129,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         # --- model, task, data, optimizers
         torch.manual_seed(cfg.seed)
-        saved: dict[str, Any] | None = None
-        if resume:
-            last, saved = ckpts.load_state()
-            codec = load_codec(last)
-            if rt.is_main:
-                print(f"resuming from {last} at step {saved['loop']['step']}")
-        else:
-            codec = load_codec(cfg.init) if cfg.init else build_codec(cfg.codec)
+        codec, saved = rtm.start_codec(
+            ckpts, resume, rt, lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec)
+        )
         codec.to(rt.device).train()
-        task_args = {"weights_path": cfg.task_weights} if cfg.task_weights else {}
-        task = build_task(cfg.task, **task_args).to(rt.device)
+        task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
         aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]

@@ -188,14 +188,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         torch.manual_seed(cfg.seed)
 
         # --- generator: the base codec, all frozen but the selected decoder layers
-        saved: dict[str, Any] | None = None
-        if resume:
-            last, saved = ckpts.load_state()
-            codec = load_codec(last)
-            if rt.is_main:
-                print(f"resuming from {last} at step {saved['loop']['step']}")
-        else:
-            codec = load_codec(cfg.base)
+        codec, saved = rtm.start_codec(ckpts, resume, rt, lambda: load_codec(cfg.base))
         base_fp = fingerprint(codec)
         trainable = codec.freeze_for_finetune(select_layers(codec, cfg.layers))
         codec.to(rt.device).train()
@@ -209,8 +202,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         if cfg.lambda_task > 0:
             from icmbridge.tasks import build_task
 
-            task_args = {"weights_path": cfg.task_weights} if cfg.task_weights else {}
-            task = build_task(cfg.task, **task_args).to(rt.device)
+            task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,20 @@ class Checkpoints:
         if last is None:
             raise InputError(f"no checkpoint to resume from in {self.root}")
         return last, torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def start_codec(
+    ckpts: Checkpoints, resume: bool, rt: Runtime, fresh: Callable[[], ICMCodec]
+) -> tuple[ICMCodec, dict[str, Any] | None]:
+    """The codec to train: the last checkpoint's (with its saved state) or ``fresh()``."""
+    if not resume:
+        return fresh(), None
+    from icmbridge.codec.store import load_codec
+
+    last, saved = ckpts.load_state()
+    if rt.is_main:
+        print(f"resuming from {last} at step {saved['loop']['step']}")
+    return load_codec(last), saved
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
