@@ -22,7 +22,9 @@ Coding is made reproducible across thread counts, batch sizes and processes by t
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -114,6 +116,9 @@ class ICMCodec(CompressionModel):
 
     downsampling = 64  # g_a (16) × h_a (4)
     upsampling = 16  # total stride of g_s, the period of its checkerboard
+    #: CPU threads of the synthesis transform when decoding bitstreams: a fixed number makes the
+    #: decoded pixels identical whatever the caller's thread setting or batch (None: don't fix).
+    decode_threads: int | None = 1
 
     def __init__(self, config: CodecConfig | None = None) -> None:
         super().__init__()
@@ -295,7 +300,14 @@ class ICMCodec(CompressionModel):
         indexes = self.gaussian_conditional.build_indexes(self._coding_scales(z_hat))
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
         device = next(self.g_s.parameters()).device
-        x_hat = self.g_s(y_hat.to(device)).clamp_(0, 1)
+        if device.type == "cpu" and self.decode_threads is not None:
+            # oneDNN's transposed convolutions sum in a thread-count dependent order; one image
+            # at a time on a fixed number of threads gives the same pixels in every setting.
+            with fixed_threads(self.decode_threads):
+                x_hat = torch.cat([self.g_s(y_hat[i : i + 1]) for i in range(len(y_hat))])
+        else:
+            x_hat = self.g_s(y_hat.to(device))
+        x_hat = x_hat.clamp_(0, 1)
         if out_hw is not None:
             x_hat = x_hat[..., : out_hw[0], : out_hw[1]]
         return {"x_hat": x_hat}
@@ -304,6 +316,17 @@ class ICMCodec(CompressionModel):
         """Spatial shape of ẑ for an image of ``height × width``."""
         d = self.downsampling
         return (-(-height // d), -(-width // d))
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch CPU threads, restoring the caller's setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

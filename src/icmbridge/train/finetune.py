@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -226,6 +227,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         if rt.is_main and val is not None:
             start = measure_crop(codec, val)
             log.scalars(state["step"], start, prefix="heldout")
+            print(
+                f"step {state['step']}: held-out crop {start['psnr']:.2f} dB, "
+                f"artifact {start['artifact_db']:+.2f} dB",
+                file=sys.stderr,
+            )
 
         def save(step: int) -> None:
             if rt.is_main:
