@@ -156,3 +156,15 @@ def test_help_lists_commands_and_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     assert "default: base" in capsys.readouterr().out
+
+
+def test_export_run_to_model_folder(tmp_path, tiny_model_dir, capsys) -> None:
+    from icmbridge.codec import bitstream
+    from icmbridge.codec.store import load_codec
+
+    out = tmp_path / "exported"
+    assert main(["export", str(tiny_model_dir), "-o", str(out), "--note", "for tests"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    a, b = load_codec(tiny_model_dir), load_codec(out)
+    assert bitstream.fingerprint(a) == bitstream.fingerprint(b)
+    assert b.meta["note"] == "for tests"

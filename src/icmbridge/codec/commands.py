@@ -59,6 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="bitstream written by `icmbridge compress`")
     p.set_defaults(func=run_info)
 
+    p = sub.add_parser(
+        "export",
+        help="write a model folder (weights + config) from a training run or checkpoint",
+        description="Copy the model of RUN (a run folder, checkpoint or model) to OUT without "
+        "optimizer state, CDF tables included: what `weights/NAME/` holds.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("run", help="run folder, checkpoint folder or model")
+    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
+    p.add_argument("--note", help="free text stored in the config's meta")
+    p.set_defaults(func=run_export)
+
 
 def _set_threads(n: int | None) -> None:
     if n is not None:
@@ -124,6 +136,20 @@ def run_decompress(args: argparse.Namespace) -> int:
         f"{args.file} -> {output} ({header.width}x{header.height}): {len(data)} bytes, "
         f"{8 * len(data) / (header.height * header.width):.4f} bpp, {elapsed:.2f} s"
     )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from icmbridge.codec import bitstream
+    from icmbridge.codec.store import load_codec, save_codec
+
+    codec = load_codec(args.run)
+    meta = dict(getattr(codec, "meta", {}))
+    meta["exported_from"] = str(args.run)
+    if args.note:
+        meta["note"] = args.note
+    save_codec(codec, args.output, meta)
+    print(f"{args.run} -> {args.output} (fingerprint {bitstream.fingerprint(codec).hex()})")
     return 0
 
 
