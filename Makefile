@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/icmbridge demo
 
 test: $(STAMP) chromium
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
