@@ -154,3 +154,29 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
     step = torch.cat([(a[k] - init[k]).flatten() for k in keys]).norm()
     gap = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
     assert step > 0 and gap < 0.02 * step, (gap.item(), step.item())
+
+
+def test_nan_steps_are_skipped_then_persistent_nan_stops(tmp_path, monkeypatch, capsys) -> None:
+    import icmbridge.train.base as base
+
+    real = base.bpp_from_likelihoods
+    calls = {"n": 0}
+
+    def sometimes_nan(likelihoods, num_pixels):
+        calls["n"] += 1
+        value = real(likelihoods, num_pixels)
+        return value * float("nan") if calls["n"] in (2, 3) else value
+
+    monkeypatch.setattr(base, "bpp_from_likelihoods", sometimes_nan)
+    run = tmp_path / "run"
+    assert (
+        main(["train", "--out", str(run), "--steps", "4", "--checkpoint-every", "2", *QUICK]) == 0
+    )
+    assert Checkpoints(run).last.name == "step-0000004"
+    state = torch.load(Checkpoints(run).last / "training_state.pt", weights_only=False)
+    assert state["loop"]["skipped"] == 2
+
+    monkeypatch.setattr(base, "bpp_from_likelihoods", lambda lk, n: real(lk, n) * float("nan"))
+    code = main(["train", "--out", str(tmp_path / "nan"), "--steps", "40", *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN/inf" in err

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from icmbridge.codec.model import ICMCodec
 from icmbridge.codec.store import build_codec, load_codec
-from icmbridge.errors import IcmError, InputError
+from icmbridge.errors import InputError
 from icmbridge.train import runtime as rtm
 
 
@@ -190,46 +190,39 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             w_rate = math.exp(state["log_w_rate"])
             loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
 
-            if not rtm.all_finite(rt, loss):
-                state["skipped"] += 1
-                state["bad_steps"] += 1
+            ok = rtm.all_finite(rt, loss)
+            if ok:
                 opt.zero_grad(set_to_none=True)
-                if state["bad_steps"] > cfg.max_bad_steps:
-                    raise IcmError(
-                        f"loss was NaN/inf for {state['bad_steps']} steps in a row at step {step}: "
-                        "lower --lr or the λ weights, or check the data"
-                    )
-                continue
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
-            if not rtm.all_finite(rt, grad_norm):
-                state["skipped"] += 1
-                state["bad_steps"] += 1
-                continue
-            opt.step()
-            state["bad_steps"] = 0
-
-            aux_opt.zero_grad(set_to_none=True)
-            aux = codec.aux_loss()
-            aux.backward()
-            aux_opt.step()
-
-            terms = rtm.mean_over_ranks(
-                rt,
-                {
-                    "loss": loss.item(),
-                    "bpp": bpp.item(),
-                    "task": task_loss.item(),
-                    "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
-                    "aux": aux.item(),
-                },
-            )
-            if cfg.target_bpp is not None:
-                err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
-                state["log_w_rate"] = min(7.0, max(-7.0, state["log_w_rate"] + cfg.rate_gain * err))
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
+                ok = rtm.all_finite(rt, grad_norm)
             state["step"] = step + 1
-            if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
+            if not ok:  # every rank skips the step together; the run goes on to its checkpoints
+                opt.zero_grad(set_to_none=True)
+                rtm.count_bad_step(state, step, cfg.max_bad_steps, "lower --lr or the λ weights")
+            else:
+                opt.step()
+                state["bad_steps"] = 0
+                aux_opt.zero_grad(set_to_none=True)
+                aux = codec.aux_loss()
+                aux.backward()
+                aux_opt.step()
+                terms = rtm.mean_over_ranks(
+                    rt,
+                    {
+                        "loss": loss.item(),
+                        "bpp": bpp.item(),
+                        "task": task_loss.item(),
+                        "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
+                        "aux": aux.item(),
+                    },
+                )
+                if cfg.target_bpp is not None:
+                    err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
+                    state["log_w_rate"] = min(
+                        7.0, max(-7.0, state["log_w_rate"] + cfg.rate_gain * err)
+                    )
+            if ok and rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                 bar.set_postfix(
                     bpp=f"{terms['bpp']:.3f}",
                     task=f"{terms['task']:.4f}",

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from icmbridge.codec.bitstream import fingerprint
 from icmbridge.codec.model import ICMCodec
 from icmbridge.codec.store import load_codec
-from icmbridge.errors import IcmError, InputError
+from icmbridge.errors import InputError
 from icmbridge.gan import GANLoss, PatchDiscriminator, extract_patches, init_weights_normal
 from icmbridge.gan.losses import r1_penalty
 from icmbridge.gan.patches import sample_patch_boxes
@@ -294,20 +294,17 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                 task.loss(x_hat, x) if task is not None else torch.zeros((), device=x.device)
             )
             loss_g = cfg.lambda_mse * mse + cfg.lambda_a * adv + cfg.lambda_task * task_loss
-            if not rtm.all_finite(rt, loss_g, loss_d):
-                state["skipped"] += 1
-                state["bad_steps"] += 1
-                if state["bad_steps"] > cfg.max_bad_steps:
-                    raise IcmError(
-                        f"losses were NaN/inf for {state['bad_steps']} steps in a row "
-                        f"at step {step}: lower --lr/--lr-d or --lambda-a"
-                    )
-                continue
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            state["bad_steps"] = 0
+            ok = rtm.all_finite(rt, loss_g, loss_d)
             state["step"] = step + 1
+            if not ok:  # every rank skips the step together; the run goes on to its checkpoints
+                rtm.count_bad_step(
+                    state, step, cfg.max_bad_steps, "lower --lr/--lr-d or --lambda-a"
+                )
+            else:
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                state["bad_steps"] = 0
 
             terms = rtm.mean_over_ranks(
                 rt,

@@ -81,6 +81,17 @@ def all_finite(rt: Runtime, *values: Tensor) -> bool:
     return bool(ok.item() > 0)
 
 
+def count_bad_step(state: dict[str, Any], step: int, limit: int, hint: str) -> None:
+    """Count a skipped NaN/inf step; stop with a clear error once they persist."""
+    state["skipped"] += 1
+    state["bad_steps"] += 1
+    if state["bad_steps"] > limit:
+        raise IcmError(
+            f"losses or gradients were NaN/inf for {state['bad_steps']} steps in a row at step "
+            f"{step}: {hint}, or check the data"
+        )
+
+
 def mean_over_ranks(rt: Runtime, values: dict[str, float]) -> dict[str, float]:
     if not rt.distributed:
         return values
