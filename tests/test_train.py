@@ -180,3 +180,15 @@ def test_nan_steps_are_skipped_then_persistent_nan_stops(tmp_path, monkeypatch, 
     code = main(["train", "--out", str(tmp_path / "nan"), "--steps", "40", *QUICK])
     err = capsys.readouterr().err
     assert code == 2 and "NaN/inf" in err
+
+
+def test_stop_at_then_resume_equals_one_run(tmp_path) -> None:
+    """A staged recipe (stop after step 3, resume to the end) ends where one run ends."""
+    args = ["train", "--steps", "6", "--checkpoint-every", "2", *QUICK]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    staged = tmp_path / "staged"
+    assert main([*args, "--out", str(staged), "--stop-at", "3"]) == 0
+    assert Checkpoints(staged).last.name == "step-0000003"
+    assert main(["train", "--out", str(staged), "--resume", "--stop-at", "6"]) == 0
+    a, b = _weights(tmp_path / "one"), _weights(staged)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -54,6 +54,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     tensorboard: bool = True
+    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
 
     def validate(self) -> None:
         for name in ("lambda_task", "lambda_mse", "lr", "aux_lr", "clip"):
@@ -145,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             opt.load_state_dict(saved["optimizer"])
             aux_opt.load_state_dict(saved["aux_optimizer"])
             state = saved["loop"]
-        if state["step"] >= cfg.steps:
+        if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
 
         model: torch.nn.Module = codec
@@ -250,6 +251,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                         f"{held_out['psnr']:.2f} dB"
                     )
                 save(state["step"])
+            if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
+                if state["step"] % cfg.checkpoint_every:
+                    save(state["step"])
+                break
         log.close()
         return ckpts.last or run_dir
     finally:

@@ -34,10 +34,16 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="machine task (see icmbridge.tasks)")
     p.add_argument("--task-weights", help="local weights file of the task network")
     p.add_argument(
+        "--stop-at",
+        type=int,
+        help="end the run after this step, checkpoint written; the learning-rate schedule "
+        "still follows --steps (staged recipes)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its last checkpoint (its saved settings "
-        "are used; only --steps may be raised)",
+        "are used; only --steps and --stop-at may change)",
     )
 
 
@@ -92,11 +98,15 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
         values = apply_preset(values, given.get("preset"), set(given))
     if saved:
         values.update({k: v for k, v in saved.items() if k in values})
-        changed = {k for k, v in given.items() if k not in ("steps", "out") and v != saved.get(k)}
+        changed = {
+            k
+            for k, v in given.items()
+            if k not in ("steps", "out", "stop_at") and v != saved.get(k)
+        }
         if changed:
             raise InputError(
                 f"--resume continues a run with its saved settings; drop {sorted(changed)} "
-                "(only --steps may change)"
+                "(only --steps and --stop-at may change)"
             )
     values.update(given)
     return cls(**values)

@@ -78,6 +78,7 @@ class FinetuneConfig:
     device: str = "auto"
     threads: int | None = None
     tensorboard: bool = True
+    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
     preset: str | None = None
 
     def validate(self) -> None:
@@ -213,7 +214,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             opt_g.load_state_dict(saved["optimizer_g"])
             opt_d.load_state_dict(saved["optimizer_d"])
             state = saved["loop"]
-        if state["step"] >= cfg.steps:
+        if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
 
         # Only g_s has trainable parameters: it is what DDP wraps (gradients all-reduced).
@@ -347,6 +348,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                         f"artifact {held_out['artifact_db']:+.2f} dB"
                     )
                 save(state["step"])
+            if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
+                if state["step"] % cfg.checkpoint_every:
+                    save(state["step"])
+                break
         log.close()
         return ckpts.last or run_dir
     finally:

@@ -75,6 +75,9 @@ def atomic_directory(folder: str | os.PathLike[str]) -> Iterator[Path]:
     if not folder.parent.is_dir():
         raise InputError(f"output folder {str(folder.parent)!r} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's private 0700 would stick to the final folder
     try:
         yield tmp
         fsync_tree(tmp)
