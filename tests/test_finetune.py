@@ -175,3 +175,57 @@ def test_resume_is_exact(tmp_path, tiny_model_dir) -> None:
     wa = load_file(Checkpoints(tmp_path / "a").last / "model.safetensors")
     wb = load_file(Checkpoints(tmp_path / "b").last / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_finetune_matches_single_process(tmp_path, tiny_model_dir) -> None:
+    """torchrun with 2 gloo processes follows the 1-process run with the same global batch
+    (D without batch statistics, whose per-process batches would differ by design)."""
+    import os
+    import subprocess
+    import sys
+
+    args = [
+        "finetune",
+        "--base",
+        str(tiny_model_dir),
+        "--steps",
+        "3",
+        "--checkpoint-every",
+        "3",
+        *QUICK,
+        "--d-norm",
+        "none",
+    ]
+    single = tmp_path / "single"
+    subprocess.run(
+        [sys.executable, "-m", "icmbridge.cli", *args, "--out", str(single)],
+        check=True,
+        capture_output=True,
+    )
+    ddp = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "icmbridge.cli",
+            *args,
+            "--out",
+            str(ddp),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    base = load_file(tiny_model_dir / "model.safetensors")
+    a = load_file(Checkpoints(single).last / "model.safetensors")
+    b = load_file(Checkpoints(ddp).last / "model.safetensors")
+    keys = [k for k in a if not torch.equal(a[k], base[k])]
+    assert keys
+    step = torch.cat([(a[k] - base[k]).flatten() for k in keys]).norm()
+    gap = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
+    assert gap < 0.02 * step, (gap.item(), step.item())

@@ -162,6 +162,7 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--r1", type=float, help="R1 penalty weight on real patches (0: off)")
     p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
     p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps (then cosine decay)")
     p.add_argument(
         "--collapse-steps", type=int, help="warn when D's loss stays below 1e-3 this many steps"
     )

@@ -66,6 +66,7 @@ class FinetuneConfig:
     r1: float = 0.0  # weight of the R1 penalty on real patches (0: off)
     lr: float = 1e-4
     lr_d: float = 2e-4
+    warmup: int = 20
     steps: int = 400
     batch_size: int = 8
     crop: int = 128
@@ -260,6 +261,10 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
         t0 = time.perf_counter()
         for step in bar:
+            # Both learning rates decay (cosine) to 5 % by the last step: the adversarial game
+            # settles instead of drifting into new patterns late in the run.
+            rtm.set_lr(opt_g, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
+            rtm.set_lr(opt_d, rtm.cosine_lr(step, cfg.steps, cfg.lr_d, cfg.warmup))
             x, ids = rtm.step_batch(data, step, cfg.batch_size, rt)
             x = x.to(rt.device)
             y_hat = codec.quantized_latent(x)
