@@ -1,0 +1,44 @@
+"""Bjøntegaard delta rate: the average bitrate difference between two rate-quality curves.
+
+Piecewise cubic (PCHIP) interpolation of log-rate against quality over the overlapping quality
+range, as in the current VCEG/JVET practice (the 2001 cubic fit misbehaves on few points).
+Negative BD-rate: the test codec needs fewer bits than the anchor for the same quality.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+
+def _curve(rates: Sequence[float], quality: Sequence[float]) -> PchipInterpolator | None:
+    points = sorted(
+        (math.log(r), q)
+        for r, q in zip(rates, quality, strict=True)
+        if r and r > 0 and q is not None and math.isfinite(q)
+    )
+    qs = np.array([p[1] for p in points])
+    if len(qs) < 2 or np.any(np.diff(qs) <= 0):
+        return None  # needs ≥ 2 points whose quality rises strictly with the rate
+    return PchipInterpolator(qs, np.array([p[0] for p in points]))
+
+
+def bd_rate(
+    anchor_rates: Sequence[float],
+    anchor_quality: Sequence[float],
+    test_rates: Sequence[float],
+    test_quality: Sequence[float],
+) -> float | None:
+    """BD-rate of test against anchor in percent, or None when the curves do not overlap or
+    are not monotonic in quality."""
+    a, t = _curve(anchor_rates, anchor_quality), _curve(test_rates, test_quality)
+    if a is None or t is None:
+        return None
+    lo, hi = max(a.x[0], t.x[0]), min(a.x[-1], t.x[-1])
+    if hi <= lo:
+        return None
+    diff = (t.integrate(lo, hi) - a.integrate(lo, hi)) / (hi - lo)
+    return float((math.exp(diff) - 1) * 100)

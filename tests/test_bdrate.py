@@ -1,0 +1,64 @@
+"""BD-rate on curves with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from icmbridge.evaluation.bdrate import bd_rate
+
+
+def test_same_curve_is_zero() -> None:
+    r, q = [0.1, 0.2, 0.4, 0.8], [25.0, 28.0, 31.0, 34.0]
+    assert bd_rate(r, q, r, q) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_constant_rate_ratio_is_recovered() -> None:
+    r, q = np.array([0.1, 0.2, 0.4, 0.8]), [25.0, 28.0, 31.0, 34.0]
+    assert bd_rate(r, q, 0.8 * r, q) == pytest.approx(-20.0, rel=1e-6)
+    assert bd_rate(r, q, 1.5 * r, q) == pytest.approx(50.0, rel=1e-6)
+
+
+def test_unusable_curves_give_none() -> None:
+    assert bd_rate([0.1, 0.2], [25, 28], [0.1, 0.2], [30, 33]) is None  # no overlap
+    assert bd_rate([0.1], [25], [0.1, 0.2], [25, 28]) is None  # one point
+    assert bd_rate([0.1, 0.2, 0.3], [25, 28, 27], [0.1, 0.2], [25, 28]) is None  # not monotonic
+
+
+def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
+    import json
+
+    import torch
+
+    from icmbridge.cli import main
+    from icmbridge.codec.model import CONFIGS, ICMCodec
+    from icmbridge.codec.store import save_codec
+
+    torch.manual_seed(3)
+    save_codec(ICMCodec(CONFIGS["tiny"]), tmp_path / "other")
+    out = tmp_path / "curves"
+    assert (
+        main(
+            [
+                "curves",
+                "--models",
+                f"{tiny_model_dir},{tmp_path / 'other'}",
+                "--codecs",
+                "jpeg",
+                "--limit",
+                "2",
+                "-o",
+                str(out),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["rate_curves"]["ours"]) == 2 and len(res["rate_curves"]["jpeg"]) == 2
+    for ours, jpeg in zip(res["rate_curves"]["ours"], res["rate_curves"]["jpeg"], strict=True):
+        # matched rate, or JPEG's lowest quality where it cannot go that low (counted)
+        assert jpeg["bpp"] <= ours["bpp"] + 1e-9 or jpeg["images_above_rate"] > 0
+    assert "jpeg" in res["bd_rate"]
+    assert main(["curves", "--models", "base"]) == 2
