@@ -201,3 +201,15 @@ def test_decode_identical_across_processes_and_threads(tiny_model_dir, tmp_path,
         for t in (1, 2)
     }
     assert digests == {here.hexdigest()}
+
+
+def test_pixel_limit_counts_padding(coded, monkeypatch) -> None:
+    """A 1×N header costs 64·N pixels of decoding: the limit applies to the padded size."""
+    codec, data = coded
+    monkeypatch.setenv("ICMBRIDGE_MAX_PIXELS", str(64 * 64 * 4))
+    skinny = _recrc(data[:6] + struct.pack(">II", 1, 64 * 5) + data[14:-4])
+    with pytest.raises(BitstreamError, match="padded"):
+        bitstream.parse_header(skinny)
+    with pytest.raises(BitstreamError, match="padded"):
+        bitstream.encode(codec, torch.rand(1, 3, 1, 64 * 5))
+    assert bitstream.coded_pixels(1, 1) == 64 * 64

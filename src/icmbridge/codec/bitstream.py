@@ -128,12 +128,21 @@ def parse_header(data: bytes) -> Header:
     if flags != 0:
         raise BitstreamError(f"unknown header flags 0x{flags:02x}")
     limit = max_pixels()
-    if height < 1 or width < 1 or height * width > limit:
+    if height < 1 or width < 1 or coded_pixels(height, width) > limit:
         raise BitstreamError(
-            f"header dimensions {width}x{height} are outside 1..{limit} pixels "
-            "(raise ICMBRIDGE_MAX_PIXELS to decode larger images)"
+            f"header dimensions {width}x{height} are outside 1..{limit} pixels once padded to "
+            "the codec's factor 64 (raise ICMBRIDGE_MAX_PIXELS to decode larger images)"
         )
     return header
+
+
+def coded_pixels(height: int, width: int) -> int:
+    """Pixels the codec actually processes: the image padded to multiples of 64 on each side.
+
+    Limits apply to this, not to H·W, or a 1×N image would cost 64 times what it announces.
+    """
+    m = ICMCodec.downsampling
+    return -(-height // m) * m * (-(-width // m) * m)
 
 
 def encode(codec: ICMCodec, x: Tensor) -> bytes:
@@ -142,9 +151,10 @@ def encode(codec: ICMCodec, x: Tensor) -> bytes:
         raise BitstreamError(f"encode takes a single image (1, 3, H, W), got {tuple(x.shape)}")
     height, width = x.shape[-2:]
     limit = max_pixels()
-    if height * width > limit:
+    if coded_pixels(height, width) > limit:
         raise BitstreamError(
-            f"image {width}x{height} exceeds {limit} pixels (raise ICMBRIDGE_MAX_PIXELS)"
+            f"image {width}x{height} exceeds {limit} pixels once padded to the codec's factor "
+            "64 (raise ICMBRIDGE_MAX_PIXELS)"
         )
     out = codec.compress(x)
     y_strings, z_strings = out["strings"]
