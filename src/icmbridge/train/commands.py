@@ -82,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="steer the rate weight towards this training-crop bpp (off: weight 1)",
     )
     p.add_argument("--clip", type=float, help="gradient-norm clipping")
+    p.add_argument(
+        "--rate-gain",
+        type=float,
+        help="how fast the rate weight follows --target-bpp (log scale, per step)",
+    )
     add_runtime_options(p)
     document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
     p.set_defaults(func=run_train)
