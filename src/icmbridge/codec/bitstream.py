@@ -81,6 +81,14 @@ def fingerprint(codec: ICMCodec) -> bytes:
     fingerprint, so they read the base's files.
     """
     codec._ensure_ready()
+    # Cached until a tensor it covers changes (tracked by storage and version counters).
+    tensors = [
+        t for m in codec.encoder_and_entropy_modules().values() for t in m.state_dict().values()
+    ]
+    key = tuple((t.data_ptr(), t._version, t.numel()) for t in tensors)
+    cached = codec.__dict__.get("_fingerprint")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     digest = hashlib.sha256()
     digest.update(repr(sorted(codec.config.to_dict().items())).encode())
     for prefix, module in codec.encoder_and_entropy_modules().items():
@@ -88,7 +96,8 @@ def fingerprint(codec: ICMCodec) -> bytes:
             t = tensor.detach().to("cpu").contiguous()
             digest.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
             digest.update(t.numpy().tobytes() if t.numel() else b"")
-    return digest.digest()[:8]
+    codec.__dict__["_fingerprint"] = (key, digest.digest()[:8])
+    return codec.__dict__["_fingerprint"][1]
 
 
 def pack(header_fields: tuple[int, int, bytes], z_string: bytes, y_string: bytes) -> bytes:

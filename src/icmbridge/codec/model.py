@@ -118,7 +118,7 @@ class ICMCodec(CompressionModel):
     upsampling = 16  # total stride of g_s, the period of its checkerboard
     #: CPU threads of the synthesis transform when decoding bitstreams: a fixed number makes the
     #: decoded pixels identical whatever the caller's thread setting or batch (None: don't fix).
-    decode_threads: int | None = 1
+    decode_threads: int | None = 2
 
     def __init__(self, config: CodecConfig | None = None) -> None:
         super().__init__()
