@@ -39,58 +39,17 @@ def test_demo_quick(tmp_path, capsys) -> None:
 
 def test_ablate_small(tmp_path, tiny_model_dir, capsys) -> None:
     out = tmp_path / "abl"
-    assert (
-        main(
-            [
-                "ablate",
-                "--base",
-                str(tiny_model_dir),
-                "-o",
-                str(out),
-                "--steps",
-                "1",
-                "--images",
-                "2",
-                "--only",
-                "layers",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    args = ["ablate", "--base", str(tiny_model_dir), "-o", str(out), "--steps", "1"]
+    args += ["--images", "2", "--only", "layers", "--threads", "1"]
+    assert main(args) == 0
     table = (out / "table1.md").read_text()
     assert "Base codec" in table and "K = 4" in table
     results = json.loads((out / "results.json").read_text())
-    assert [r["config"] for r in results["table1"]] == [
-        "Base codec",
-        "K = 1",
-        "K = 2",
-        "K = 3",
-        "K = 4",
-    ]
+    configs = [r["config"] for r in results["table1"]]
+    assert configs == ["Base codec", "K = 1", "K = 2", "K = 3", "K = 4"]
     assert results["table1"][0]["rel_task_ap50"] is None
     assert (out / "decoded" / "k-4").is_dir()
     # a finished row is not run again
     mtime = (out / "runs" / "k-1" / "run.json").stat().st_mtime
-    assert (
-        main(
-            [
-                "ablate",
-                "--base",
-                str(tiny_model_dir),
-                "-o",
-                str(out),
-                "--steps",
-                "1",
-                "--images",
-                "2",
-                "--only",
-                "layers",
-                "--threads",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assert main(args) == 0
     assert (out / "runs" / "k-1" / "run.json").stat().st_mtime == mtime
