@@ -14,28 +14,9 @@ from icmbridge.codec.store import load_codec
 from icmbridge.errors import InputError
 from icmbridge.train.finetune import select_layers
 from icmbridge.train.runtime import Checkpoints
+from tests.quick import FINETUNE
 
-QUICK = [
-    "--crop",
-    "64",
-    "--batch-size",
-    "2",
-    "--patch-size",
-    "32",
-    "--patches",
-    "2",
-    "--data",
-    "photos",
-    "--no-tensorboard",
-    "--threads",
-    "1",
-    "--ndf",
-    "8",
-    "--lambda-a",
-    "0.01",
-    "--lr",
-    "1e-3",
-]
+QUICK = FINETUNE
 
 
 @pytest.fixture(scope="module")

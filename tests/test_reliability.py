@@ -21,28 +21,9 @@ from icmbridge.codec.store import load_codec
 from icmbridge.errors import IcmError
 from icmbridge.imageio import array_to_tensor, tensor_to_array
 from icmbridge.train.runtime import Checkpoints
+from tests.quick import FINETUNE
 
-FT_QUICK = [
-    "--crop",
-    "64",
-    "--batch-size",
-    "2",
-    "--patch-size",
-    "32",
-    "--patches",
-    "2",
-    "--data",
-    "photos",
-    "--no-tensorboard",
-    "--threads",
-    "1",
-    "--ndf",
-    "8",
-    "--lambda-a",
-    "0.01",
-    "--lr",
-    "1e-3",
-]
+FT_QUICK = FINETUNE
 
 
 def _cli(*args: str) -> list[str]:
