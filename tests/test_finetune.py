@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from quick import FINETUNE
 from safetensors.torch import load_file
 
 from icmbridge.cli import main
@@ -14,7 +15,6 @@ from icmbridge.codec.store import load_codec
 from icmbridge.errors import InputError
 from icmbridge.train.finetune import select_layers
 from icmbridge.train.runtime import Checkpoints
-from tests.quick import FINETUNE
 
 QUICK = FINETUNE
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from quick import FINETUNE
 from safetensors.torch import load_file
 
 from icmbridge.cli import main
@@ -21,7 +22,6 @@ from icmbridge.codec.store import load_codec
 from icmbridge.errors import IcmError
 from icmbridge.imageio import array_to_tensor, tensor_to_array
 from icmbridge.train.runtime import Checkpoints
-from tests.quick import FINETUNE
 
 FT_QUICK = FINETUNE
 
