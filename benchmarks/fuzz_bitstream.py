@@ -90,13 +90,9 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     return kind, bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
 
 
-def _run_chunk(args: tuple[list[bytes], int, int]) -> dict:
-    from icmbridge.codec import bitstream
-    from icmbridge.errors import BitstreamError, ModelMismatchError
-
-    seeds, start, count = args
-    codec = _STATE["codec"]
-    stats = {
+def _new_stats() -> dict:
+    """Counters of a chunk of cases; the run's totals have the same shape."""
+    return {
         "cases": 0,
         "refused": 0,
         "decoded": 0,
@@ -105,6 +101,15 @@ def _run_chunk(args: tuple[list[bytes], int, int]) -> dict:
         "slowest_s": 0.0,
         "kinds": {},
     }
+
+
+def _run_chunk(args: tuple[list[bytes], int, int]) -> dict:
+    from icmbridge.codec import bitstream
+    from icmbridge.errors import BitstreamError, ModelMismatchError
+
+    seeds, start, count = args
+    codec = _STATE["codec"]
+    stats = _new_stats()
     for case in range(start, start + count):
         rng = random.Random(case)
         kind, data = mutate(rng.choice(seeds), rng)
@@ -169,15 +174,7 @@ def main() -> None:
             except bitstream.BitstreamError:
                 flips_caught += 1
 
-    total = {
-        "cases": 0,
-        "refused": 0,
-        "decoded": 0,
-        "wrong_size": 0,
-        "errors": [],
-        "slowest_s": 0.0,
-        "kinds": {},
-    }
+    total = _new_stats()
     crashes = hangs = 0
     start = time.perf_counter()
     ctx = mp.get_context("spawn")
