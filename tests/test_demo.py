@@ -53,3 +53,24 @@ def test_ablate_small(tmp_path, tiny_model_dir, capsys) -> None:
     mtime = (out / "runs" / "k-1" / "run.json").stat().st_mtime
     assert main(args) == 0
     assert (out / "runs" / "k-1" / "run.json").stat().st_mtime == mtime
+
+
+@pytest.mark.skipif(
+    not {"base", "base-low"} <= set(available_models()), reason="rate points not shipped"
+)
+def test_demo_rate_curves(tmp_path) -> None:
+    from icmbridge.demo import RATE_POINTS, run_demo, summary_table
+
+    out = tmp_path / "demo"
+    results = run_demo(out, quick=True, n_images=1, finetune_steps=0, curves=True)
+    shipped = [m for m in RATE_POINTS if m in available_models()]
+    ours = results["rate_curves"]["ours"]
+    assert [p["model"] for p in ours] == shipped
+    # the rate points are ordered by rate, and JPEG has a point at each of them
+    assert [p["bpp"] for p in ours] == sorted(p["bpp"] for p in ours)
+    assert len(results["rate_curves"]["jpeg"]) == len(shipped)
+    assert set(results["bd_rate"]) == {"jpeg"}
+    assert "BD-rate of our rate curve vs jpeg" in summary_table(results)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rate_curves"] == results["rate_curves"]
+    assert "BD-rate" in (out / "report" / "index.html").read_text()

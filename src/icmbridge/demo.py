@@ -7,7 +7,9 @@
 3. finetune the first decoder layers live from ``base`` for a few minutes (the paper's method at
    work; its decoder also reads the very same files);
 4. code the images with JPEG / WebP / AVIF at the base codec's rate, image by image, and apply the
-   post-filters (parameters searched on training images) to the base decoder's output;
+   post-filters (parameters searched on training images) to the base decoder's output; with the
+   shipped rate points (``base-low``, ``base``, ``base-high``), draw rate curves of ours and of
+   each classical codec on the same images, with BD-rates (``icmbridge curves``, in small);
 5. measure everything alike (bpp from real bytes, PSNR, SSIM, artifact score, face AP50) and write
    ``results.json``, the decoded images and an HTML report.
 """
@@ -48,8 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="steps of the live finetune (default: 150; quick: 10; 0 skips it)",
     )
+    p.add_argument(
+        "--no-curves",
+        dest="curves",
+        action="store_false",
+        default=None,
+        help="skip the rate curves over the shipped rate points (always skipped with --quick)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run)
+
+
+RATE_POINTS = ("base-low", "base", "base-high")
+"""Shipped models of one family at different rates: the demo's rate curves use those present."""
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -68,6 +81,7 @@ def run_demo(
     quick: bool = False,
     n_images: int | None = None,
     finetune_steps: int | None = None,
+    curves: bool | None = None,
 ) -> dict[str, Any]:
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
     from icmbridge.baselines.postfilter import PostFilter, search_filter
@@ -171,9 +185,19 @@ def run_demo(
             coded[label].append(Coded(c.name, c.original, y, c.num_bytes, c.encode_s, c.decode_s))
             _save_png(out / "decoded" / label / f"{c.name}.png", y)
 
+    task = build_task("face")
+    rate_points = [m for m in RATE_POINTS if m in shipped]
+    curve_results = None
+    if (not quick if curves is None else curves) and len(rate_points) >= 2:
+        from icmbridge.evaluation.curves import run_curves
+
+        _say(f"[4/5] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
+        curve_results = run_curves(
+            rate_points, names, samples, task, out / "curves", f"faces:test (first {len(samples)})"
+        )
+
     # 5. the same metrics for all
     _say("[5/5] measuring (bpp, PSNR, SSIM, artifact score, face AP50) and writing the report")
-    task = build_task("face")
     gts = [s.target() for s in samples]
     descriptions = {
         "base": "machine decoder (ICM codec trained for rate + face detection)",
@@ -194,6 +218,9 @@ def run_demo(
         "uncompressed": task_reference(task, samples),
         "codecs": {},
     }
+    if curve_results is not None:
+        results["rate_curves"] = curve_results["rate_curves"]
+        results["bd_rate"] = curve_results["bd_rate"]
     for label, items in coded.items():
         r = score(items, task, gts, progress=False)
         kind = "ours" if label in decoders else ("postfilter" if "+" in label else "classical")
@@ -235,6 +262,14 @@ def summary_table(results: dict[str, Any]) -> str:
         )
     if ref:
         rows.append(f"{'uncompressed':<16}{'':>8}{'':>8}{'':>8}{'':>10}{ref:>7.3f}")
+    for codec, bd in (results.get("bd_rate") or {}).items():
+        fmt = {k: "—" if v is None else f"{v:+.1f}%" for k, v in bd.items()}
+        rows.append(
+            f"BD-rate of our rate curve vs {codec}: PSNR {fmt.get('psnr', '—')}, "
+            f"AP50 {fmt.get('task_ap50', '—')}"
+        )
+    if any(v is None for bd in (results.get("bd_rate") or {}).values() for v in bd.values()):
+        rows.append("(— : the two curves share no quality range, so no BD-rate exists)")
     return "\n".join(rows)
 
 
@@ -243,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_demo(Path(args.out), args.quick, args.images, args.finetune_steps)
+    results = run_demo(Path(args.out), args.quick, args.images, args.finetune_steps, args.curves)
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")
     if results.get("report"):

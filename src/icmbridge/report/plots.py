@@ -95,7 +95,8 @@ def rate_plot(
                 continue
             color = palette.get(name) or _FIXED.get(name) or _PALETTE[len(palette) % 10]
             palette[name] = color
-            ax.plot(*zip(*xy, strict=True), "-", color=color, lw=1.6, alpha=0.8, label=name)
+            ax.plot(*zip(*xy, strict=True), "o-", color=color, lw=1.6, ms=3.5, alpha=0.8,
+                    label=name)  # fmt: skip
             drawn = True
         for label, mean in points.items():
             x, y = num(mean.get("bpp")), num(mean.get(key))
@@ -117,8 +118,8 @@ def rate_plot(
                 color="#555",
             )
         _style(ax, "bits per pixel", ylabel)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, frameon=False, loc="lower right")
+    if axes[-1].get_legend_handles_labels()[0]:  # one legend, outside, so it hides no curve
+        axes[-1].legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     if not drawn:
         return None
     fig.tight_layout()
