@@ -74,3 +74,19 @@ def test_demo_rate_curves(tmp_path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert saved["rate_curves"] == results["rate_curves"]
     assert "BD-rate" in (out / "report" / "index.html").read_text()
+
+
+def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -> None:
+    out = tmp_path / "abl"
+    args = ["ablate", "--base", str(tiny_model_dir), "-o", str(out), "--steps", "1"]
+    args += ["--images", "1", "--only", "lambda", "--only", "layers", "--threads", "1"]
+    assert main(args) == 0
+    rows = {r["config"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    # K = 2 is the default layer choice and λ_a = 1e-3 the default weight: one experiment
+    assert rows["K = 2"]["same_as"] == "λ_a = 0.001"
+    assert rows["K = 2"]["mean"] == rows["λ_a = 0.001"]["mean"]
+    assert not (out / "runs" / "k-2").exists() and (out / "runs" / "k-1").is_dir()
+    assert "K = 2 (= λ_a = 0.001)" in (out / "table1.md").read_text()
+    report = json.loads((out / "results.json").read_text())
+    assert "k-2" not in report["codecs"] and "λ-a-0-001" in report["codecs"]
+    assert [t["lambda_a"] for t in report["tradeoff"]] == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
