@@ -118,6 +118,27 @@ def test_unwritable_output_is_a_clear_error(tmp_path, tiny_model_dir, capsys) ->
     assert code == 2 and err.startswith("error:"), err
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_follow_the_umask(tmp_path, tiny_model_dir, astronaut, umask) -> None:
+    """Atomic outputs go through private temporary files; the results must not stay 0600."""
+    src = tmp_path / "in.png"
+    Image.fromarray(astronaut[:64, :64]).save(src)
+    old = os.umask(umask)
+    try:
+        assert main(["compress", str(src), "-o", str(tmp_path / "a.icmb"), "--model",
+                     str(tiny_model_dir)]) == 0  # fmt: skip
+        assert main(["export", str(tiny_model_dir), "-o", str(tmp_path / "m")]) == 0
+    finally:
+        os.umask(old)
+    for f in (
+        tmp_path / "a.icmb",
+        tmp_path / "m" / "model.safetensors",
+        tmp_path / "m" / "config.json",
+    ):
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
 def test_checkpoint_error_names_intact_checkpoint(tmp_path, tiny_codec, monkeypatch) -> None:
     """An unwritable checkpoint folder (simulated: tests run as root, which ignores modes)."""
     import tempfile

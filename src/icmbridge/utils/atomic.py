@@ -28,6 +28,21 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, umask: int) -> None:
+    """Give a temporary file the mode a plain ``open(path, "w")`` would have given it.
+
+    ``mkstemp`` (and safetensors, which writes through one) create private 0600 files; an output
+    a user shares or ships must follow the umask like any other file.
+    """
+    path.chmod(0o666 & ~umask)
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -48,6 +63,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Path
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        _as_if_created(tmp, _umask())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -60,11 +76,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path, umask: int | None = None) -> None:
+    """fsync every file below ``folder`` (and, given a umask, set the mode it implies)."""
     for f in folder.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            if umask is not None:
+                _as_if_created(f, umask)
     _fsync_dir(folder)
 
 
@@ -75,12 +94,11 @@ def atomic_directory(folder: str | os.PathLike[str]) -> Iterator[Path]:
     if not folder.parent.is_dir():
         raise InputError(f"output folder {str(folder.parent)!r} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     tmp.chmod(0o777 & ~umask)  # mkdtemp's private 0700 would stick to the final folder
     try:
         yield tmp
-        fsync_tree(tmp)
+        fsync_tree(tmp, umask)
         if folder.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent)
