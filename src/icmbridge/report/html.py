@@ -490,8 +490,9 @@ def bd_section(bd: Any, colors: Mapping[str, str]) -> str:
     return (
         '<section id="bdrate"><h2>BD-rate</h2>'
         '<p class="hint">Average bitrate change of our codec against each codec at equal quality '
-        "(Bjøntegaard), in percent, as written by <code>icmbridge ablate</code>: negative (green) "
-        "means ours needs fewer bits.</p>"
+        "(Bjøntegaard, piecewise cubic), in percent, over the rate curves above: negative (green) "
+        "means ours needs fewer bits; — means the two curves share no quality range (e.g. the "
+        "classical codec cannot reach our lowest rate), so no such average exists.</p>"
         f'<div class="tablewrap"><table><thead><tr><th>against</th>{cells_head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div></section>"
     )
