@@ -22,7 +22,14 @@ def test_constant_rate_ratio_is_recovered() -> None:
 def test_unusable_curves_give_none() -> None:
     assert bd_rate([0.1, 0.2], [25, 28], [0.1, 0.2], [30, 33]) is None  # no overlap
     assert bd_rate([0.1], [25], [0.1, 0.2], [25, 28]) is None  # one point
-    assert bd_rate([0.1, 0.2, 0.3], [25, 28, 27], [0.1, 0.2], [25, 28]) is None  # not monotonic
+    assert bd_rate([0.1, 0.2, 0.3], [25, 25, 24], [0.1, 0.2], [25, 28]) is None  # one useful point
+
+
+def test_points_beaten_by_cheaper_ones_are_dropped() -> None:
+    r, q = [0.1, 0.2, 0.4, 0.8], [25.0, 28.0, 31.0, 34.0]
+    # an extra point that costs more than (0.2, 28) for no better quality changes nothing
+    assert bd_rate(r + [0.3], q + [27.0], r, q) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(r + [0.25], q + [28.0], 0.8 * np.array(r), q) == pytest.approx(-20.0, rel=1e-6)
 
 
 def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:

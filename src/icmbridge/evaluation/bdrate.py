@@ -3,6 +3,11 @@
 Piecewise cubic (PCHIP) interpolation of log-rate against quality over the overlapping quality
 range, as in the current VCEG/JVET practice (the 2001 cubic fit misbehaves on few points).
 Negative BD-rate: the test codec needs fewer bits than the anchor for the same quality.
+
+A point that costs more bits than another of the same curve without better quality is dropped
+first (the curve is reduced to its operational, Pareto-optimal points): nobody would code at it,
+and PCHIP needs quality to rise strictly with rate. Measured curves have such points, e.g. a
+codec pinned at its lowest setting for two target rates.
 """
 
 from __future__ import annotations
@@ -15,15 +20,18 @@ from scipy.interpolate import PchipInterpolator
 
 
 def _curve(rates: Sequence[float], quality: Sequence[float]) -> PchipInterpolator | None:
-    points = sorted(
+    measured = sorted(
         (math.log(r), q)
         for r, q in zip(rates, quality, strict=True)
         if r and r > 0 and q is not None and math.isfinite(q)
     )
-    qs = np.array([p[1] for p in points])
-    if len(qs) < 2 or np.any(np.diff(qs) <= 0):
-        return None  # needs ≥ 2 points whose quality rises strictly with the rate
-    return PchipInterpolator(qs, np.array([p[0] for p in points]))
+    points: list[tuple[float, float]] = []
+    for lr, q in measured:  # by rising rate: keep a point only if it beats every cheaper one
+        if not points or q > points[-1][1]:
+            points.append((lr, q))
+    if len(points) < 2:
+        return None
+    return PchipInterpolator(np.array([p[1] for p in points]), np.array([p[0] for p in points]))
 
 
 def bd_rate(
@@ -32,8 +40,8 @@ def bd_rate(
     test_rates: Sequence[float],
     test_quality: Sequence[float],
 ) -> float | None:
-    """BD-rate of test against anchor in percent, or None when the curves do not overlap or
-    are not monotonic in quality."""
+    """BD-rate of test against anchor in percent, or None when a curve has fewer than two
+    operational points or the curves share no quality range."""
     a, t = _curve(anchor_rates, anchor_quality), _curve(test_rates, test_quality)
     if a is None or t is None:
         return None
