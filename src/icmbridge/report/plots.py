@@ -147,9 +147,11 @@ def tradeoff_plot(
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#1f77b4", ms=5,
                     lw=1.2, alpha=0.9, label="human decoder, λ_a sweep")  # fmt: skip
-            for x, y, lam in pts:
+            for i, (x, y, lam) in enumerate(pts):
                 text = "λ=?" if lam is None else f"λ={lam:g}"
-                ax.annotate(text, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+                # neighbours of a sweep often sit close: alternate the label above / below
+                offset = (5, 4) if i % 2 == 0 else (5, -11)
+                ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
             drawn = True
         if base is not None:
             bx, by = num(base.get(key)), num(base.get("task_ap50"))
