@@ -156,6 +156,12 @@ def test_resume_is_exact(tmp_path, tiny_model_dir) -> None:
     wa = load_file(Checkpoints(tmp_path / "a").last / "model.safetensors")
     wb = load_file(Checkpoints(tmp_path / "b").last / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # every start is recorded with what the bits depend on beyond the settings
+    import json
+
+    starts = json.loads((tmp_path / "b" / "run.json").read_text())["starts"]
+    assert len(starts) == 2
+    assert all(s["threads"] == torch.get_num_threads() and s["device"] == "cpu" for s in starts)
 
 
 @pytest.mark.slow

@@ -214,9 +214,31 @@ def prepare_run_dir(rt: Runtime, run_dir: Path, config: dict[str, Any]) -> None:
         return
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        write_run_config(run_dir, config)
+        starts: list[Any] = []
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            starts = list(json.loads((Path(run_dir) / "run.json").read_text()).get("starts", []))
+        write_run_config(run_dir, {**config, "starts": [*starts, run_environment(rt)]})
     except OSError as exc:
         raise InputError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
+
+
+def run_environment(rt: Runtime) -> dict[str, Any]:
+    """What the settings do not say but the trained bits depend on (e.g. the thread count: float
+    sums are split differently), recorded at every start or resume of a run."""
+    import platform
+    from datetime import UTC, datetime
+
+    from icmbridge import __version__
+
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "icmbridge": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(rt.device),
+        "world_size": rt.world_size,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
