@@ -2,10 +2,10 @@
 
 1. compress the demo images (the held-out face benchmark) with the shipped ``base`` codec into
    real ``.icmb`` files;
-2. decode the same files with the machine decoder (``base``) and the human decoders (``human``,
-   ``human-li``) — one bitstream, several decoders;
-3. finetune the first decoder layers live from ``base`` for a few minutes (the paper's method at
-   work; its decoder also reads the very same files);
+2. finetune the first decoder layers live from ``base`` for a few minutes (the paper's method at
+   work);
+3. decode the same files with the machine decoder (``base``), the human decoders (``human``,
+   ``human-li``) and the live one — one bitstream, several decoders;
 4. code the images with JPEG / WebP / AVIF at the base codec's rate, image by image, and apply the
    post-filters (parameters searched on training images) to the base decoder's output; with the
    shipped rate points (``base-low``, ``base``, ``base-high``), draw rate curves of ours and of
@@ -119,18 +119,18 @@ def run_demo(
         (out / "bitstreams" / f"{s.name}.icmb").write_bytes(data)
         streams.append(data)
 
-    # 2. the same files through every decoder we ship
+    # the shipped decoders (they decode in step 3, with the live one)
     decoders = {"base": base}
     for name in ("human", "human-li"):
         if name in shipped:
             decoders[name] = load_codec(name)
 
-    # 3. the method at work: a short live finetune from base
+    # 2. the method at work: a short live finetune from base
     if finetune_steps:
         from icmbridge.train.finetune import FinetuneConfig, finetune
 
         _say(
-            f"[3/5] live PatchGAN finetune of base's first 2 decoder layers, {finetune_steps} steps"
+            f"[2/5] live PatchGAN finetune of base's first 2 decoder layers, {finetune_steps} steps"
         )
         run_dir = out / "live-finetune"
         cfg = FinetuneConfig(
@@ -143,7 +143,7 @@ def run_demo(
         )
         decoders["live-finetune"] = load_codec(finetune(cfg))
 
-    _say(f"[2/5] decoding the same bitstreams with {', '.join(decoders)}")
+    _say(f"[3/5] decoding the same bitstreams with {', '.join(decoders)}")
     coded: dict[str, list[Coded]] = {}
     for label, codec in decoders.items():
         coded[label] = decode_with_model(codec, streams, samples)
