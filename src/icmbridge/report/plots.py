@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 DPI = 200  # 2× matplotlib's 100 dpi figure units
 # Our decoders get fixed colours so they read the same in every plot and on the page.
-_FIXED = {"base": "#d62728", "human": "#1f77b4", "human-li": "#17becf", "ours": "#1f77b4"}
+# "ours" is the rate curve of the machine codec's family (base-low, base, ...): base's colour.
+_FIXED = {"base": "#d62728", "human": "#1f77b4", "human-li": "#17becf", "ours": "#d62728"}
 _PALETTE = [
     "#ff7f0e",
     "#2ca02c",
@@ -72,6 +73,32 @@ def _style(ax: Any, xlabel: str, ylabel: str) -> None:
         ax.spines[side].set_visible(False)
 
 
+def _label_dots(ax: Any, dots: Sequence[tuple[str, float, float]], gap_pt: float = 10.0) -> None:
+    """Label points so that no two labels overlap: codecs compared at one rate share an x, so
+    labels that would collide are pushed apart (up and down alike) with a thin leader line."""
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72.0  # display pixels per point
+    gap, near = gap_pt * scale, 70 * scale
+    xy = [ax.transData.transform((x, y)) for _, x, y in dots]
+    ys = [float(p[1]) for p in xy]
+    for _ in range(200):  # relax: push apart every close pair of y-neighbours, half each way
+        moved = False
+        order = sorted(range(len(ys)), key=ys.__getitem__)
+        for a, b in zip(order, order[1:], strict=False):
+            overlap = gap - (ys[b] - ys[a])
+            if abs(xy[a][0] - xy[b][0]) < near and overlap > 1e-3 * gap:
+                ys[a] -= overlap / 2
+                ys[b] += overlap / 2
+                moved = True
+        if not moved:
+            break
+    for (label, x, y), p, ly in zip(dots, xy, ys, strict=True):
+        dy = (ly - p[1]) / scale
+        arrow = {"arrowstyle": "-", "color": "#999", "lw": 0.5} if abs(dy) > 4 else None
+        ax.annotate(label, (x, y), xytext=(9, dy), textcoords="offset points", fontsize=8,
+                    va="center", arrowprops=arrow)  # fmt: skip
+
+
 def rate_plot(
     points: Mapping[str, Mapping[str, Any]],
     curves: Mapping[str, Sequence[Mapping[str, Any]]] | None,
@@ -95,16 +122,19 @@ def rate_plot(
                 continue
             color = palette.get(name) or _FIXED.get(name) or _PALETTE[len(palette) % 10]
             palette[name] = color
+            models = [str(p["model"]) for p in curve if isinstance(p, Mapping) and "model" in p]
+            label = f"{name} ({', '.join(models)})" if models else name
             ax.plot(*zip(*xy, strict=True), "o-", color=color, lw=1.6, ms=3.5, alpha=0.8,
-                    label=name)  # fmt: skip
+                    label=label)  # fmt: skip
             drawn = True
+        dots = []
         for label, mean in points.items():
             x, y = num(mean.get("bpp")), num(mean.get(key))
             if x is None or y is None:
                 continue
             ax.scatter([x], [y], s=46, color=colors.get(label, "#333"), zorder=3,
                        edgecolor="white", linewidth=0.8)  # fmt: skip
-            ax.annotate(label, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8)
+            dots.append((label, x, y))
             drawn = True
         if key == "task_ap50" and uncompressed_ap50 is not None:
             ax.axhline(uncompressed_ap50, color="#555", ls="--", lw=1)
@@ -118,6 +148,7 @@ def rate_plot(
                 color="#555",
             )
         _style(ax, "bits per pixel", ylabel)
+        _label_dots(ax, dots)
     if axes[-1].get_legend_handles_labels()[0]:  # one legend, outside, so it hides no curve
         axes[-1].legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     if not drawn:
