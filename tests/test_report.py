@@ -96,6 +96,25 @@ def test_renders_without_optional_sections_and_with_nulls(tmp_path: Path) -> Non
         assert (page.parent / f).is_file()
 
 
+def test_ablation_results_one_rate_no_rate_plot_and_the_table_notes(tmp_path: Path) -> None:
+    """Decoders of one bitstream share a rate: no plot against bpp; Table 1 marks a row that is
+    another's experiment and shows the noise note."""
+    root = make_results_dir(tmp_path / "r")
+    results = json.loads((root / "results.json").read_text())
+    results = {k: v for k, v in results.items() if k not in ("rate_curves", "bd_rate")}
+    results["codecs"] = {k: v for k, v in results["codecs"].items() if k != "jpeg"}
+    for c in results["codecs"].values():
+        c["mean"]["bpp"] = 0.165
+    results["table1"].append({**results["table1"][1], "config": "K = 2",
+                              "same_as": "3 patches 64×64"})  # fmt: skip
+    results["table1_note"] = "Chance alone: AP50 moves by 0.020."
+    (root / "results.json").write_text(json.dumps(results))
+    text = build_report(root, tmp_path / "out").read_text(encoding="utf-8")
+    assert "K = 2 (= 3 patches 64×64)" in text and "Chance alone: AP50 moves by 0.020." in text
+    plots = {p.name for p in (tmp_path / "out" / "assets" / "plots").glob("*.png")}
+    assert plots == {"artifacts.png", "tradeoff.png"}
+
+
 def test_renders_a_bare_results_json(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "results.json").write_text(

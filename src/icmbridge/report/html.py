@@ -451,13 +451,19 @@ def _params(labels: Sequence[str], codecs: Mapping[str, Codec]) -> str:
     return f'<ul class="params">{"".join(items)}</ul>' if items else ""
 
 
-def table1_section(rows: Any) -> str:
+def table1_section(rows: Any, note: Any = None) -> str:
     if not isinstance(rows, list) or not any(isinstance(r, Mapping) for r in rows):
         return ""
     rows = [r for r in rows if isinstance(r, Mapping)]
+    # a row that is another row's experiment under a second name says so
+    rows = [
+        {**r, "config": f"{r.get('config') or '?'} (= {r['same_as']})"} if r.get("same_as") else r
+        for r in rows
+    ]
     order = ["task_ap", "task_ap50", "psnr", "ssim", "ms_ssim", "feature_distance",
              "vgg_distance", "artifact_db"]  # fmt: skip
-    extra = sorted({k for r in rows for k in r} - set(order) - {"config", "rel_task_ap50"})
+    skip = {"config", "rel_task_ap50", "part", "same_as"}
+    extra = sorted({k for r in rows for k in r} - set(order) - skip)
     cols = _present(order + extra, rows)
     cols.append("rel_task_ap50")  # always shown, like the paper (— for the base row)
     data = [(str(r.get("config") or "?"), "", r) for r in rows]
@@ -466,6 +472,7 @@ def table1_section(rows: Any) -> str:
         '<p class="hint">Shaped like the paper\'s Table 1. Δ AP50 rel. is the relative change of '
         "task AP50 against the base codec (the paper's ΔmAP rel.).</p>"
         + table(cols, data, "configuration")
+        + (f'<p class="hint">{esc(note)}</p>' if isinstance(note, str) and note else "")
         + "</section>"
     )
 
@@ -897,7 +904,7 @@ def build_report(
             ("summary", "Summary", summary_section(labels, codecs, colors, unc)),
             ("codecs", "Codecs", codec_table_section(labels, codecs, colors, unc)),
             ("plots", "Plots", figures_section(figs, tmp)),
-            ("table1", "Table 1", table1_section(data.get("table1"))),
+            ("table1", "Table 1", table1_section(data.get("table1"), data.get("table1_note"))),
             ("bdrate", "BD-rate", bd_section(data.get("bd_rate"), colors)),
             ("compare", "Slider", slider),
             ("crops", "Crops", crops_section(shown, total, crop_size, zoom)),
@@ -921,7 +928,14 @@ def _figures(
     out: list[tuple[str, str, str]] = []
     curves = data.get("rate_curves") if isinstance(data.get("rate_curves"), Mapping) else None
     means = {lb: codecs[lb].mean for lb in labels}
-    name = plots.rate_plot(means, curves, colors, num(unc.get("task_ap50")), folder)
+    rates = [r for r in (num(m.get("bpp")) for m in means.values()) if r is not None]
+    one_rate = not rates or max(rates) - min(rates) <= 0.01 * max(rates)
+    # every codec at one rate (an ablation of decoders of one bitstream): nothing to plot over bpp
+    name = (
+        None
+        if one_rate and not curves
+        else plots.rate_plot(means, curves, colors, num(unc.get("task_ap50")), folder)
+    )
     if name:
         text = "Dots: each codec's mean over the set"
         text += "; lines: rate curves." if curves else " (no rate curves in the results)."
