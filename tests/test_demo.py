@@ -93,7 +93,7 @@ def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -
 
 
 def test_ablation_table_states_the_seed_spread() -> None:
-    from icmbridge.ablate import REPEAT, TABLE1, markdown
+    from icmbridge.ablate import REPEATS, TABLE1, markdown
 
     def row(config: str, ap50: float, psnr: float) -> dict:
         return {"config": config, "part": "table1", "mean": {"task_ap50": ap50, "psnr": psnr}}
@@ -102,7 +102,9 @@ def test_ablation_table_states_the_seed_spread() -> None:
     results["rows"] = [row("Base codec", 0.4, 22.0), row(TABLE1[0][0], 0.5, 22.5)]
     results["rows"][0]["part"] = "base"
     assert "Chance alone" not in markdown(results)  # no repeat row: nothing to say
-    results["rows"].append(row(REPEAT, 0.47, 22.504))
+    results["rows"].append(row(REPEATS[0], 0.47, 22.504))
+    assert "over 2 seeds spans 0.030 in AP50 and 0.004 dB in PSNR" in markdown(results)
+    results["rows"].append(row(REPEATS[1], 0.52, 22.499))
     table = markdown(results)
-    assert "moves AP50 by 0.030 and PSNR by 0.004 dB" in table
+    assert "over 3 seeds spans 0.050 in AP50 and 0.005 dB in PSNR" in table
     assert "| +25.0% |" in table  # 0.5 against the base's 0.4
