@@ -159,20 +159,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         val = validation_images() if rt.is_main else []
 
         def save(step: int) -> None:
-            if rt.is_main:
-                meta = {"trained_steps": step, "train_config": asdict(cfg)}
-                ckpts.save(
-                    step,
-                    codec,
-                    meta,
-                    {
-                        "optimizer": opt.state_dict(),
-                        "aux_optimizer": aux_opt.state_dict(),
-                        "loop": dict(state),
-                    },
-                )
-            if rt.distributed:
-                torch.distributed.barrier()
+            rtm.save_checkpoint(
+                rt,
+                ckpts,
+                step,
+                codec,
+                lambda: {"trained_steps": step, "train_config": asdict(cfg)},
+                lambda: {
+                    "optimizer": opt.state_dict(),
+                    "aux_optimizer": aux_opt.state_dict(),
+                    "loop": dict(state),
+                },
+            )
 
         # --- the loop
         bar = rtm.progress(rt, cfg.steps, state["step"], "train")
@@ -240,7 +238,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                         "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
                     },
                 )
-            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
+            due = rtm.checkpoint_due(state["step"], cfg.checkpoint_every, cfg.steps)
+            if due:
                 if rt.is_main and val:
                     held_out = measure(codec, val)
                     log.scalars(step, held_out, prefix="heldout")
@@ -252,7 +251,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     )
                 save(state["step"])
             if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
-                if state["step"] % cfg.checkpoint_every:
+                if not due:
                     save(state["step"])
                 break
         log.close()

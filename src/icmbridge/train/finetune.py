@@ -236,27 +236,25 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             )
 
         def save(step: int) -> None:
-            if rt.is_main:
-                meta = {
+            rtm.save_checkpoint(
+                rt,
+                ckpts,
+                step,
+                codec,
+                lambda: {
                     "finetuned_from": str(cfg.base),
                     "base_fingerprint": base_fp.hex(),
                     "trainable": select_layers(codec, cfg.layers),
                     "trained_steps": step,
                     "finetune_config": asdict(cfg),
-                }
-                ckpts.save(
-                    step,
-                    codec,
-                    meta,
-                    {
-                        "discriminator": disc.state_dict(),
-                        "optimizer_g": opt_g.state_dict(),
-                        "optimizer_d": opt_d.state_dict(),
-                        "loop": dict(state),
-                    },
-                )
-            if rt.distributed:
-                torch.distributed.barrier()
+                },
+                lambda: {
+                    "discriminator": disc.state_dict(),
+                    "optimizer_g": opt_g.state_dict(),
+                    "optimizer_d": opt_d.state_dict(),
+                    "loop": dict(state),
+                },
+            )
 
         bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
         t0 = time.perf_counter()
@@ -344,7 +342,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                         "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
                     },
                 )
-            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps:
+            due = rtm.checkpoint_due(state["step"], cfg.checkpoint_every, cfg.steps)
+            if due:
                 if rt.is_main and val is not None:
                     held_out = measure_crop(codec, val)
                     log.scalars(step, held_out, prefix="heldout")
@@ -354,7 +353,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     )
                 save(state["step"])
             if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
-                if state["step"] % cfg.checkpoint_every:
+                if not due:
                     save(state["step"])
                 break
         log.close()

@@ -250,6 +250,27 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- schedules
 
 
+def checkpoint_due(steps_done: int, every: int, total: int) -> bool:
+    """A checkpoint is written every ``every`` steps and after the last one."""
+    return steps_done % every == 0 or steps_done == total
+
+
+def save_checkpoint(
+    rt: Runtime,
+    ckpts: Checkpoints,
+    step: int,
+    codec: ICMCodec,
+    meta: Callable[[], dict[str, Any]],
+    state: Callable[[], dict[str, Any]],
+) -> None:
+    """The main rank writes the checkpoint (meta and state built only there); every rank waits
+    for it, so none runs ahead of a checkpoint it might have to resume from."""
+    if rt.is_main:
+        ckpts.save(step, codec, meta(), state())
+    if rt.distributed:
+        dist.barrier()
+
+
 def cosine_lr(step: int, total: int, base: float, warmup: int = 100, floor: float = 0.05) -> float:
     """Linear warm-up, then cosine decay to ``floor·base`` at ``total``."""
     if step < warmup:
