@@ -5,16 +5,16 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import signal
 import subprocess
 import sys
+import time
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from quick import FINETUNE
 from safetensors.torch import load_file
+from sigkill import run_with_kills
 
 from icmbridge.cli import main
 from icmbridge.codec import bitstream
@@ -37,28 +37,18 @@ def test_finetune_sigkill_then_resume_matches_uninterrupted(tmp_path, tiny_model
     steps = ["--steps", "40", "--checkpoint-every", "2"]
     common = ["--base", str(tiny_model_dir), *steps, *FT_QUICK]
     ref = tmp_path / "ref"
+    t0 = time.perf_counter()
     subprocess.run(_cli("finetune", "--out", str(ref), *common), check=True, capture_output=True)
+    full = time.perf_counter() - t0
     run = tmp_path / "killed"
-    rng = np.random.default_rng(11)
-    kills = 0
-    while True:
-        resume = Checkpoints(run).last is not None
-        args = _cli("finetune", "--out", str(run), *(["--resume"] if resume else common))
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _, err = proc.communicate(timeout=float(rng.uniform(4.0, 6.5)))
-            assert proc.returncode == 0, err.decode()[-2000:]
-            if kills >= 5:
-                break
-            # finished before enough kills: start the same run over and kill it more often
-            import shutil
-
-            shutil.rmtree(run)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            kills += 1
-            assert kills < 60, "the run never finished"
+    kills = run_with_kills(
+        _cli("finetune", "--out", str(run), *common),
+        _cli("finetune", "--out", str(run), "--resume"),
+        run,
+        max_delay=full / 80,  # at most ~2 steps: ≥ 10 attempts however fast the steps are
+        seed=11,
+    )
+    assert kills >= 5
     last = Checkpoints(run).last
     assert last is not None and last.name == "step-0000040"
     a = load_file(Checkpoints(ref).last / "model.safetensors")

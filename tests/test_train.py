@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from sigkill import run_with_kills
 
 from icmbridge.cli import main
 from icmbridge.codec.store import build_codec, load_codec
@@ -100,29 +100,14 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
         _cli("train", "--out", str(ref), *steps, *QUICK), check=True, capture_output=True
     )
     full = time.perf_counter() - t0
-    # Each attempt is killed at a random moment up to full/8 after it wrote a new checkpoint:
-    # it always makes progress, never more than a few steps, whatever the machine's speed, so
-    # the run takes several attempts. stderr goes to a file: tqdm cannot fill a pipe and block.
     run = tmp_path / "killed"
-    rng = torch.Generator().manual_seed(7)
-    kills = 0
-    with open(tmp_path / "stderr.log", "wb") as log:
-        while True:
-            before = Checkpoints(run).last
-            resume = before is not None
-            args = _cli("train", "--out", str(run), *(["--resume"] if resume else [*steps, *QUICK]))
-            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-            while proc.poll() is None and Checkpoints(run).last == before:
-                time.sleep(0.02)
-            try:
-                proc.wait(timeout=full / 8 * torch.rand(1, generator=rng).item())
-                assert proc.returncode == 0, (tmp_path / "stderr.log").read_text()[-2000:]
-                break
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                kills += 1
-                assert kills < 40, "the run never finished"
+    kills = run_with_kills(
+        _cli("train", "--out", str(run), *steps, *QUICK),
+        _cli("train", "--out", str(run), "--resume"),
+        run,
+        max_delay=full / 8,
+        seed=7,
+    )
     assert kills >= 3
     assert Checkpoints(run).last.name == "step-0000024"
     a, b = _weights(ref), _weights(run)
