@@ -8,7 +8,10 @@ the decoded 8-bit RGB pixels, the number of bytes it wrote and its coding times 
 ``artifact_db`` (checkerboard score; plus ``residual_grid_db`` and ``phase_variance``),
 ``task_ap``/``task_ap50`` (per image; the ``mean`` entry holds the COCO AP over the whole set),
 ``n_pred``/``n_gt``, ``feature_distance`` (task-network features of x vs x̂), ``vgg_distance``
-when VGG weights are given, ``encode_s``/``decode_s``.
+when VGG weights are given, ``encode_s``/``decode_s``. Every mean comes with a 95 % bootstrap
+interval over images (``ci``; set-level AP is bootstrapped by resampling images), and
+:func:`icmbridge.evaluation.stats.paired_difference` turns two results on the same images into
+paired differences.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from icmbridge.data.images import Sample
+from icmbridge.evaluation.stats import LEVEL, N_RESAMPLES, interval, mean_replicates, resample_plan
 from icmbridge.imageio import array_to_tensor, tensor_to_array
 
 # Keys every per-image entry has, in the order tables show them.
@@ -104,14 +108,27 @@ def _nan_to_none(value: float | None) -> float | None:
     return None if math.isnan(value) else value
 
 
+class ScoreResult(dict):
+    """A score result: a plain dict (what goes to JSON) plus the bootstrap replicates of each
+    mean as the attribute ``replicates`` (kept out of files: they are only needed to pair two
+    results computed in the same run)."""
+
+    replicates: dict[str, np.ndarray]
+
+
+# per-image metrics whose means get an interval (counts and the set-level AP are handled apart)
+_CI_KEYS = tuple(k for k in METRIC_KEYS if k not in ("task_ap", "task_ap50", "n_pred", "n_gt"))
+
+
 def score(
     coded: Sequence[Coded],
     task: Any | None = None,
     ground_truth: Sequence[dict | None] | None = None,
     vgg: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Metrics per image and over the set: ``{"images": [...], "mean": {...}, ...}``.
+    n_resamples: int = N_RESAMPLES,
+) -> ScoreResult:
+    """Metrics per image and over the set: ``{"images": [...], "mean": {...}, "ci": {...}}``.
 
     ``ground_truth`` holds annotations per image (``None`` where there are none). Images
     without annotations are scored against the task's predictions on the uncompressed image
@@ -174,17 +191,32 @@ def score(
     for key in METRIC_KEYS:
         values = [e[key] for e in images if e.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
-    result: dict[str, Any] = {"images": images, "mean": mean}
+    plan = resample_plan(len(images), n_resamples)
+    replicates = {
+        key: mean_replicates([e.get(key) for e in images], plan)
+        for key in _CI_KEYS
+        if mean[key] is not None
+    }
+    result = ScoreResult(images=images, mean=mean)
     if task is not None:
         s = task.score(preds_all, gts_all)
         mean["task_ap"] = _nan_to_none(s["ap"])
         mean["task_ap50"] = _nan_to_none(s["ap50"])
         mean["n_pred"] = int(s["n_pred"])
         mean["n_gt"] = int(s["n_gt"])
+        if mean["task_ap"] is not None:
+            from icmbridge.tasks.scoring import APResampler
+
+            resampler = APResampler(preds_all, gts_all, class_agnostic=task.class_agnostic)
+            replicates["task_ap"], replicates["task_ap50"] = resampler.replicates(plan)
         result["task"] = task.name
         result["ground_truth"] = (
             "pseudo (task predictions on the uncompressed images)" if pseudo else "annotations"
         )
+    result["n_images"] = len(images)
+    result["ci"] = {key: interval(r) for key, r in replicates.items()}
+    result["bootstrap"] = {"resamples": n_resamples, "level": LEVEL, "unit": "image"}
+    result.replicates = replicates
     return result
 
 
@@ -192,11 +224,16 @@ def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | Non
     """The task's AP on the uncompressed images (only meaningful with real annotations)."""
     if any(s.target() is None for s in samples):
         return None
+    from icmbridge.tasks.scoring import APResampler
+
     preds = [task.predict(array_to_tensor(s.image))[0] for s in samples]
-    sc = task.score(preds, [s.target() for s in samples])
+    gts = [s.target() for s in samples]
+    sc = task.score(preds, gts)
+    ap, ap50 = APResampler(preds, gts, task.class_agnostic).replicates(resample_plan(len(samples)))
     return {
         "task_ap": _nan_to_none(sc["ap"]),
         "task_ap50": _nan_to_none(sc["ap50"]),
         "n_pred": int(sc["n_pred"]),
         "n_gt": int(sc["n_gt"]),
+        "ci": {"task_ap": interval(ap), "task_ap50": interval(ap50)},
     }
