@@ -142,5 +142,17 @@ def make_results_dir(
                      (0.2, 0.35, 0.5)],
         }  # fmt: skip
         results["bd_rate"] = {"jpeg": {"psnr": -12.3, "task_ap50": -40.1}, "webp": {"psnr": None}}
+        # intervals as `compare` writes them: human's PSNR gain is sure, its AP50 change is not
+        for c in codecs.values():
+            c["ci"] = {"psnr": [c["mean"]["psnr"] - 0.8, c["mean"]["psnr"] + 0.7]}
+        codecs["human"]["vs"] = {
+            "reference": "base",
+            "diff": {
+                "psnr": {"diff": 0.61, "ci": [0.52, 0.70], "covers_zero": False},
+                "task_ap50": {"diff": -0.02, "ci": [-0.05, 0.01], "covers_zero": True,
+                              "rel": -2.15, "rel_ci": [-5.4, 1.1]},
+            },
+        }  # fmt: skip
+        results["table1"][1]["vs_base"] = {"task_ap50": codecs["human"]["vs"]["diff"]["task_ap50"]}
     (root / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return root

@@ -115,6 +115,23 @@ def test_ablation_results_one_rate_no_rate_plot_and_the_table_notes(tmp_path: Pa
     assert plots == {"artifacts.png", "tradeoff.png"}
 
 
+def test_intervals_and_paired_differences_are_shown(report: Path) -> None:
+    """Means carry their 95 % interval; the vs-base table greys a difference that covers 0."""
+    text = report.read_text(encoding="utf-8")
+    diff = text[text.index('id="differences"') :]
+    diff = diff[: diff.index("</section>")]
+    # human's PSNR gain: its paired interval excludes 0, so it is not marked
+    assert "+0.61" in diff and "[+0.52, +0.70]" in diff
+    # its AP50 change: the interval covers 0, so the cell is greyed and says so
+    zero = re.findall(r'<td class="zero"[^>]*>(.*?)</td>', diff)
+    assert len(zero) == 1 and zero[0].startswith("≈ −2.1%") and "[−5.4%, +1.1%]" in zero[0]
+    assert "≈ no difference" in text[text.index('id="summary"') :]
+    codecs = text[text.index('id="codecs"') : text.index('id="differences"')]
+    assert codecs.count('<small class="ci">') == 5  # one PSNR interval per codec
+    table1 = text[text.index('id="table1"') :]
+    assert "[−5.4%, +1.1%]" in table1[: table1.index("</section>")]
+
+
 def test_renders_a_bare_results_json(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "results.json").write_text(

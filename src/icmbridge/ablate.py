@@ -106,7 +106,8 @@ def run_ablation(
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
-    from icmbridge.evaluation.core import decode_with_model, score, task_reference
+    from icmbridge.evaluation.core import DIFF_KEYS, decode_with_model, score, task_reference
+    from icmbridge.evaluation.stats import paired_difference
     from icmbridge.imageio import array_to_tensor, save_image
     from icmbridge.tasks import build_task
     from icmbridge.train.finetune import FinetuneConfig, finetune
@@ -147,6 +148,7 @@ def run_ablation(
             "config": "Base codec",
             "key": "base",
             "mean": base_scores["mean"],
+            "ci": base_scores["ci"],
             "images": base_scores["images"],
         }
     )
@@ -178,7 +180,7 @@ def run_ablation(
             first = ran[identity]
             print(f"[{i}/{len(todo)}] {label}: same as {first['config']}", file=sys.stderr)
             row.update(key=first["key"], same_as=first["config"])
-            row.update(mean=first["mean"], images=first["images"])
+            row.update({k: first[k] for k in ("mean", "ci", "vs", "images")})
         else:
             print(f"[{i}/{len(todo)}] {label}", file=sys.stderr, flush=True)
             last = Checkpoints(run_dir).last
@@ -189,7 +191,8 @@ def run_ablation(
             ):
                 finetune(cfg, resume=last is not None)
             scores = evaluate(label, load_codec(run_dir))
-            row.update(mean=scores["mean"], images=scores["images"])
+            vs = {"reference": "base", "diff": paired_difference(scores, base_scores, DIFF_KEYS)}
+            row.update(mean=scores["mean"], ci=scores["ci"], vs=vs, images=scores["images"])
             ran[identity] = row
         results["rows"].append(row)
         _write(out, results)
@@ -209,6 +212,7 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     table = []
     for row in results["rows"]:
         m = row["mean"]
+        diff = (row.get("vs") or {}).get("diff") or {}
         table.append(
             {
                 "config": row["config"],
@@ -223,12 +227,16 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "rel_task_ap50": None
                 if row["part"] == "base"
                 else _rel(m.get("task_ap50"), base.get("task_ap50")),
+                "ci": row.get("ci") or {},
+                "vs_base": diff,
             }
         )
     return table
 
 
 def markdown(results: dict[str, Any]) -> str:
+    from icmbridge.evaluation.stats import format_ci, format_diff
+
     def f(v: float | None, fmt: str) -> str:
         return "—" if v is None else format(v, fmt)
 
@@ -238,19 +246,29 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Base `{results['base']}`, {results['steps']} finetuning steps per row, seed "
         f"{results['seed']}, {results.get('threads', '?')} CPU thread(s), evaluated on "
-        f"{results['set']} (face AP50 against annotations).",
+        f"{results['set']} (task AP50 against annotations).",
         "",
-        "| Configuration | AP50 ↑ | AP ↑ | PSNR ↑ | SSIM ↑ | Feature dist. ↓ | Artifact dB ↓ "
-        "| ΔAP50 rel. |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Configuration | AP50 ↑ [95% CI] | AP ↑ | PSNR ↑ [95% CI] | SSIM ↑ | Feature dist. ↓ "
+        "| Artifact dB ↓ | ΔAP50 rel. vs base [paired 95% CI] | ΔPSNR dB vs base [paired] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table1_rows(results):
-        rel = "—" if r["rel_task_ap50"] is None else f"{r['rel_task_ap50']:+.1f}%"
+        ci, d = r["ci"], r["vs_base"]
+        rel = format_diff(d.get("task_ap50"), "+.1f", rel=True) if d.get("task_ap50") else "—"
+        if rel == "—" and r["rel_task_ap50"] is not None:  # results written before intervals
+            rel = f"{r['rel_task_ap50']:+.1f}%"
         lines.append(
-            f"| {r['config']}{same(r)} | {f(r['task_ap50'], '.3f')} | {f(r['task_ap'], '.3f')} | "
-            f"{f(r['psnr'], '.3f')} | {f(r['ssim'], '.3f')} | {f(r['feature_distance'], '.4f')} | "
-            f"{f(r['artifact_db'], '+.2f')} | {rel} |"
+            f"| {r['config']}{same(r)} | {format_ci(r['task_ap50'], ci.get('task_ap50'), '.3f')} "
+            f"| {f(r['task_ap'], '.3f')} | {format_ci(r['psnr'], ci.get('psnr'), '.2f')} | "
+            f"{f(r['ssim'], '.3f')} | {f(r['feature_distance'], '.4f')} | "
+            f"{f(r['artifact_db'], '+.2f')} | {rel} | {format_diff(d.get('psnr'), '+.2f')} |"
         )
+    lines += [
+        "",
+        "Intervals: 95 % bootstrap over the images (AP resampled as a set); differences to the "
+        "base are paired over the same image draws, and ~ marks a difference whose interval "
+        "covers 0 (not told apart from chance on these images).",
+    ]
     note = noise_note(results)
     if note:
         lines += ["", note]
@@ -304,6 +322,8 @@ def _write(out: Path, results: dict[str, Any]) -> None:
                 "kind": "ours",
                 "description": r["config"],
                 "mean": r["mean"],
+                "ci": r.get("ci"),
+                "vs": r.get("vs"),
                 "images": r["images"],
             }
             for r in results["rows"]

@@ -88,7 +88,7 @@ def run_demo(
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
     from icmbridge.data import get_set
-    from icmbridge.evaluation.core import Coded, decode_with_model, score, task_reference
+    from icmbridge.evaluation.core import Coded, compare, decode_with_model, task_reference
     from icmbridge.imageio import array_to_tensor, tensor_to_array
     from icmbridge.tasks import build_task
 
@@ -221,15 +221,17 @@ def run_demo(
     if curve_results is not None:
         results["rate_curves"] = curve_results["rate_curves"]
         results["bd_rate"] = curve_results["bd_rate"]
-    for label, items in coded.items():
-        r = score(items, task, gts, progress=False)
+    for label, r in compare(coded, task, gts, reference="base").items():
         kind = "ours" if label in decoders else ("postfilter" if "+" in label else "classical")
         entry = {
             "kind": kind,
             "description": descriptions.get(label, f"{label} at matched bpp"),
             "mean": r["mean"],
+            "ci": r["ci"],
             "images": r["images"],
         }
+        if "vs" in r:
+            entry["vs"] = r["vs"]
         if label in filter_params:
             entry["params"] = filter_params[label]
         results["codecs"][label] = entry
@@ -245,23 +247,37 @@ def run_demo(
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    ref = (results.get("uncompressed") or {}).get("task_ap50")
-    rows = [f"{'codec':<16}{'bpp':>8}{'PSNR':>8}{'SSIM':>8}{'artifact':>10}{'AP50':>7}{'ΔAP50':>8}"]
+    """The demo's results as a terminal table: means with 95 % intervals over images, and the
+    paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0)."""
+    from icmbridge.evaluation.stats import format_ci, format_diff
+
+    ref = results.get("uncompressed") or {}
+    rows = [
+        f"{'codec':<16}{'bpp':>7}  {'PSNR dB [95% CI]':<22}{'SSIM':>6}{'artifact':>9}  "
+        f"{'AP50 [95% CI]':<20}{'vs base: ΔPSNR dB':<24}ΔAP50 rel."
+    ]
     for label, entry in results["codecs"].items():
-        m = entry["mean"]
+        m, ci = entry["mean"], entry.get("ci") or {}
+        diff = (entry.get("vs") or {}).get("diff") or {}
 
         def f(key: str, fmt: str, m: dict = m) -> str:
             return "—" if m.get(key) is None else format(m[key], fmt)
 
-        rel = "—"
-        if ref and m.get("task_ap50") is not None:
-            rel = f"{100 * (m['task_ap50'] / ref - 1):+.1f}%"
+        dpsnr = format_diff(diff.get("psnr"), "+.2f") if diff else ""
+        dap = format_diff(diff.get("task_ap50"), "+.1f", rel=True) if diff else ""
+        psnr = format_ci(m.get("psnr"), ci.get("psnr"), ".2f")
+        ap50 = format_ci(m.get("task_ap50"), ci.get("task_ap50"), ".3f")
         rows.append(
-            f"{label:<16}{f('bpp', '.4f'):>8}{f('psnr', '.2f'):>8}{f('ssim', '.3f'):>8}"
-            f"{f('artifact_db', '+.2f'):>10}{f('task_ap50', '.3f'):>7}{rel:>8}"
+            f"{label:<16}{f('bpp', '.4f'):>7}  {psnr:<22}{f('ssim', '.3f'):>6}"
+            f"{f('artifact_db', '+.2f'):>9}  {ap50:<20}{dpsnr:<24}{dap}"
         )
-    if ref:
-        rows.append(f"{'uncompressed':<16}{'':>8}{'':>8}{'':>8}{'':>10}{ref:>7.3f}")
+    if ref.get("task_ap50") is not None:
+        unc = format_ci(ref["task_ap50"], (ref.get("ci") or {}).get("task_ap50"), ".3f")
+        rows.append(f"{'uncompressed':<16}{'':>7}  {'':<22}{'':>6}{'':>9}  {unc}")
+    rows.append(
+        "[..] 95 % bootstrap interval over images; differences to base are paired (same images);"
+        " ~ marks one whose interval covers 0"
+    )
     for codec, bd in (results.get("bd_rate") or {}).items():
         fmt = {k: "—" if v is None else f"{v:+.1f}%" for k, v in bd.items()}
         rows.append(

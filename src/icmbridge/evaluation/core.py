@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,14 @@ import torch
 from tqdm import tqdm
 
 from icmbridge.data.images import Sample
-from icmbridge.evaluation.stats import LEVEL, N_RESAMPLES, interval, mean_replicates, resample_plan
+from icmbridge.evaluation.stats import (
+    LEVEL,
+    N_RESAMPLES,
+    interval,
+    mean_replicates,
+    paired_difference,
+    resample_plan,
+)
 from icmbridge.imageio import array_to_tensor, tensor_to_array
 
 # Keys every per-image entry has, in the order tables show them.
@@ -116,6 +123,18 @@ class ScoreResult(dict):
     replicates: dict[str, np.ndarray]
 
 
+# what a decoder-vs-base comparison reports (bpp too: classical codecs match the rate per image)
+DIFF_KEYS = (
+    "bpp",
+    "psnr",
+    "ssim",
+    "ms_ssim",
+    "artifact_db",
+    "phase_variance",
+    "task_ap",
+    "task_ap50",
+    "feature_distance",
+)
 # per-image metrics whose means get an interval (counts and the set-level AP are handled apart)
 _CI_KEYS = tuple(k for k in METRIC_KEYS if k not in ("task_ap", "task_ap50", "n_pred", "n_gt"))
 
@@ -218,6 +237,37 @@ def score(
     result["bootstrap"] = {"resamples": n_resamples, "level": LEVEL, "unit": "image"}
     result.replicates = replicates
     return result
+
+
+def compare(
+    coded: Mapping[str, Sequence[Coded]],
+    task: Any | None = None,
+    ground_truth: Sequence[dict | None] | None = None,
+    reference: str = "base",
+    progress: bool = False,
+) -> dict[str, ScoreResult]:
+    """Score several codecs on the same images, each with paired differences to ``reference``.
+
+    ``coded`` maps a label to that codec's output on the images (e.g. the base bitstreams
+    decoded by each decoder, or classical codecs at the base's rate, image by image). Every
+    result but the reference's gets ``vs`` = ``{"reference": label, "diff": {key: {"diff",
+    "ci", "covers_zero"[, "rel", "rel_ci"]}}}``: a paired bootstrap over the same image draws.
+    """
+    results = {
+        label: score(items, task, ground_truth, progress=progress) for label, items in coded.items()
+    }
+    add_differences(results, reference)
+    return results
+
+
+def add_differences(results: Mapping[str, ScoreResult], reference: str = "base") -> None:
+    """Put the paired difference to ``results[reference]`` into every other result's ``vs``."""
+    ref = results.get(reference)
+    if ref is None:
+        return
+    for label, r in results.items():
+        if label != reference:
+            r["vs"] = {"reference": reference, "diff": paired_difference(r, ref, DIFF_KEYS)}
 
 
 def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | None:

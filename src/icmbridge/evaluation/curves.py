@@ -40,6 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim")
+
+
+def _point(result: dict[str, Any]) -> dict[str, Any]:
+    """One point of a rate curve: the means, and their 95 % intervals over images."""
+    point = {k: result["mean"][k] for k in _CURVE_KEYS}
+    point["ci"] = {k: result["ci"][k] for k in _CURVE_KEYS if k in result["ci"]}
+    return point
+
+
 def run_curves(
     models: list[str], codecs: list[str], samples: list, task: Any, out: Path, set_name: str = ""
 ) -> dict[str, Any]:
@@ -56,33 +66,16 @@ def run_curves(
     for m in models:
         print(f"[curves] {m}", file=sys.stderr, flush=True)
         ours = code_with_model(load_codec(m), samples, progress=False)
-        r = score(ours, task, gts, progress=False)["mean"]
-        curves["ours"].append(
-            {
-                "model": m,
-                "bpp": r["bpp"],
-                "psnr": r["psnr"],
-                "task_ap50": r["task_ap50"],
-                "ssim": r["ssim"],
-            }
-        )
+        curves["ours"].append({"model": m, **_point(score(ours, task, gts, progress=False))})
         for c in codecs:
             coded, above = [], 0
             for s, o in zip(samples, ours, strict=True):
                 res = code_at_bpp(c, s.image, 8 * o.num_bytes / s.image[..., 0].size)
                 coded.append(Coded(s.name, s.image, res.decoded, len(res.data)))
                 above += res.above_target
-            r = score(coded, task, gts, progress=False)["mean"]
             # images where even the codec's lowest quality lies above our rate are counted
-            curves[c].append(
-                {
-                    "bpp": r["bpp"],
-                    "psnr": r["psnr"],
-                    "task_ap50": r["task_ap50"],
-                    "ssim": r["ssim"],
-                    "images_above_rate": above,
-                }
-            )
+            point = _point(score(coded, task, gts, progress=False))
+            curves[c].append({**point, "images_above_rate": above})
 
     def bd(name: str, key: str) -> float | None:
         a, t = curves[name], curves["ours"]
@@ -125,11 +118,16 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out),
         args.set,
     )
+    from icmbridge.evaluation.stats import format_ci
+
     for name, pts in res["rate_curves"].items():
         row = "  ".join(
-            f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB AP50 {p['task_ap50']:.3f}" for p in pts
+            f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB "
+            f"AP50 {format_ci(p['task_ap50'], p['ci'].get('task_ap50'), '.3f')}"
+            for p in pts
         )
         print(f"{name:>6}: {row}")
+    print("[..]: 95 % bootstrap intervals over images")
     for c, v in res["bd_rate"].items():
         fmt = {k: "—" if x is None else f"{x:+.1f}%" for k, x in v.items()}
         print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt['task_ap50']}")

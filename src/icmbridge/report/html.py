@@ -64,6 +64,10 @@ class Codec:
     mean: dict[str, float | None]
     images: dict[str, Mapping[str, Any]]
     params: Any = None
+    #: 95 % interval over images of each mean, ``{key: (lo, hi)}``
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: paired differences to a reference codec: ``{"reference": label, "diff": {key: {...}}}``
+    vs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,8 +139,28 @@ def parse_codecs(data: Mapping[str, Any]) -> dict[str, Codec]:
             mean=mean,
             images=images,
             params=entry.get("params"),
+            ci=parse_intervals(entry.get("ci")),
+            vs=entry.get("vs") if isinstance(entry.get("vs"), Mapping) else {},
         )
     return out
+
+
+def parse_intervals(raw: Any) -> dict[str, tuple[float, float]]:
+    """``{key: [lo, hi]}`` from results, keeping only well-formed numeric pairs."""
+    out: dict[str, tuple[float, float]] = {}
+    for key, pair in raw.items() if isinstance(raw, Mapping) else []:
+        if isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2:
+            lo, hi = num(pair[0]), num(pair[1])
+            if lo is not None and hi is not None:
+                out[str(key)] = (lo, hi)
+    return out
+
+
+def fmt_ci(key: str, pair: tuple[float, float] | None) -> str:
+    """An interval under a table value: ``[lo, hi]`` in the metric's own format."""
+    if pair is None:
+        return ""
+    return f'<br><small class="ci">[{fmt(key, pair[0])}, {fmt(key, pair[1])}]</small>'
 
 
 def order_labels(labels: Sequence[str]) -> list[str]:
@@ -234,7 +258,8 @@ def table(
 ) -> str:
     """A sortable table: a label column (with a colour chip), one column per metric key.
 
-    ``rows`` are (label, colour or "", values); the best value of each column is bold.
+    ``rows`` are (label, colour or "", values); the best value of each column is bold. A
+    ``values["_ci"]`` mapping adds each value's 95 % interval under it.
     """
     best = {
         k: _best([num(r[2].get(k)) for r in rows], METRICS.get(k, ("", "", 0))[2]) for k in columns
@@ -248,11 +273,13 @@ def table(
     def row(label: str, color: str, values: Mapping[str, Any]) -> str:
         chip = f'<span class="chip" style="background:{esc(color)}"></span>' if color else ""
         cells = [f'<td class="lbl" data-v="{esc(label)}">{chip}{esc(label)}</td>']
+        cis = parse_intervals(values.get("_ci"))
         for k in columns:
             v = num(values.get(k))
             cls = ' class="best"' if v is not None and best[k] is not None and v == best[k] else ""
             dv = "" if v is None else repr(v)
-            cells.append(f'<td data-v="{dv}"{cls}>{fmt(k, v)}</td>')
+            interval = fmt_ci(k, cis.get(k)) if v is not None else ""
+            cells.append(f'<td data-v="{dv}"{cls}>{fmt(k, v)}{interval}</td>')
         return "<tr>" + "".join(cells) + "</tr>"
 
     body = "".join(row(*r) for r in rows)
@@ -350,6 +377,17 @@ def _kv(label: str, value: str, cls: str = "") -> str:
     return f'<div class="kv {cls}"><span>{esc(label)}</span><b>{value}</b></div>'
 
 
+def _paired(codec: Codec, key: str, form: str, rel: bool) -> str:
+    """`` [lo, hi]`` of the codec's paired difference to base, with a note if it covers 0."""
+    d = (codec.vs.get("diff") or {}).get(key) if codec.vs.get("reference") == "base" else None
+    pair = parse_intervals({"x": d.get("rel_ci" if rel else "ci")}).get("x") if d else None
+    if pair is None:
+        return ""
+    lo, hi = (form.format(v).replace("-", "−") for v in pair)
+    zero = " ≈ no difference" if pair[0] <= 0 <= pair[1] else ""
+    return f' <small class="ci">[{lo}, {hi}]{zero}</small>'
+
+
 def summary_section(
     labels: Sequence[str], codecs: Mapping[str, Codec], colors: Mapping[str, str], unc: Mapping
 ) -> str:
@@ -365,10 +403,12 @@ def summary_section(
         ):
             hv, bv = h.mean.get(key), b.mean.get(key)
             if hv is not None and bv is not None:
-                bits.append(f"<b>{form.format(hv - bv).replace('-', '−')}</b>{unit}")
+                bits.append(f"<b>{form.format(hv - bv).replace('-', '−')}</b>{unit}"
+                            + _paired(h, key, form, rel=False))  # fmt: skip
         ap = rel_pct(h.mean.get("task_ap50"), b.mean.get("task_ap50"))
         if ap is not None:
-            bits.append(f"<b>{fmt('rel_task_ap50', ap)}</b> AP50 (relative)")
+            bits.append(f"<b>{fmt('rel_task_ap50', ap)}</b> AP50 (relative)"
+                        + _paired(h, "task_ap50", "{:+.1f}%", rel=True))  # fmt: skip
         rate = ""
         hb, bb = h.mean.get("bpp"), b.mean.get("bpp")
         if hb is not None and bb is not None:
@@ -424,16 +464,29 @@ def codec_table_section(
     for label in labels:
         values = dict(codecs[label].mean)
         values["rel_task_ap50"] = rel_pct(values.get("task_ap50"), unc_ap50)
+        values["_ci"] = codecs[label].ci
         rows.append((label, colors.get(label, ""), values))
     cols = _present(list(METRICS), [r[2] for r in rows])
     foot = []
     if unc_ap50 is not None or num(unc.get("task_ap")) is not None:
-        foot.append(("uncompressed", "", {"task_ap": unc.get("task_ap"), "task_ap50": unc_ap50}))
+        foot.append(
+            (
+                "uncompressed",
+                "",
+                {"task_ap": unc.get("task_ap"), "task_ap50": unc_ap50, "_ci": unc.get("ci")},
+            )
+        )
     n = max((len(codecs[lb].images) for lb in labels), default=0)
+    with_ci = any(codecs[lb].ci for lb in labels)
     return (
         '<section id="codecs"><h2>Every codec</h2>'
         f'<p class="hint">Means over {n} image(s); AP and AP50 are COCO AP over the whole set. '
-        "Click a column title to sort; the best value of each column is bold. Δ AP50 rel. is "
+        + (
+            "Under each value: its 95 % bootstrap interval over images (AP resampled as a set). "
+            if with_ci
+            else ""
+        )
+        + "Click a column title to sort; the best value of each column is bold. Δ AP50 rel. is "
         "relative to the uncompressed images.</p>"
         + table(cols, rows, "codec", foot)
         + _params(labels, codecs)
@@ -462,18 +515,84 @@ def table1_section(rows: Any, note: Any = None) -> str:
     ]
     order = ["task_ap", "task_ap50", "psnr", "ssim", "ms_ssim", "feature_distance",
              "vgg_distance", "artifact_db"]  # fmt: skip
-    skip = {"config", "rel_task_ap50", "part", "same_as"}
+    skip = {"config", "rel_task_ap50", "part", "same_as", "ci", "vs_base"}
     extra = sorted({k for r in rows for k in r} - set(order) - skip)
     cols = _present(order + extra, rows)
     cols.append("rel_task_ap50")  # always shown, like the paper (— for the base row)
-    data = [(str(r.get("config") or "?"), "", r) for r in rows]
+    data = []
+    for r in rows:
+        values = {**r, "_ci": r.get("ci")}
+        paired = (r.get("vs_base") or {}).get("task_ap50")
+        if isinstance(paired, Mapping) and num(paired.get("rel")) is not None:
+            # the row's Δ AP50 rel. with its paired interval against the base
+            values["rel_task_ap50"] = paired["rel"]
+            values["_ci"] = {**(r.get("ci") or {}), "rel_task_ap50": paired.get("rel_ci")}
+        data.append((str(r.get("config") or "?"), "", values))
     return (
         '<section id="table1"><h2>Table 1: patch sampling ablation</h2>'
         '<p class="hint">Shaped like the paper\'s Table 1. Δ AP50 rel. is the relative change of '
-        "task AP50 against the base codec (the paper's ΔmAP rel.).</p>"
+        "task AP50 against the base codec (the paper's ΔmAP rel.); intervals under the values are "
+        "95 % bootstrap intervals over images, paired with the base for Δ AP50 rel.</p>"
         + table(cols, data, "configuration")
         + (f'<p class="hint">{esc(note)}</p>' if isinstance(note, str) and note else "")
         + "</section>"
+    )
+
+
+_DIFF_COLUMNS = (
+    ("psnr", "Δ PSNR dB", "{:+.2f}", False),
+    ("ssim", "Δ SSIM", "{:+.3f}", False),
+    ("artifact_db", "Δ artifact dB", "{:+.2f}", False),
+    ("phase_variance", "Δ phase var.", "{:+.3g}", False),
+    ("task_ap50", "Δ AP50 rel.", "{:+.1f}%", True),
+    ("task_ap", "Δ AP rel.", "{:+.1f}%", True),
+    ("feature_distance", "Δ feature dist.", "{:+.3f}", False),
+    ("bpp", "Δ bpp", "{:+.4f}", False),
+)
+
+
+def differences_section(labels: Sequence[str], codecs: Mapping[str, Codec]) -> str:
+    """Each codec against the reference (base) on the same images, with paired intervals.
+
+    A difference whose 95 % paired interval covers 0 is greyed and marked ≈: on these images
+    it cannot be told from chance.
+    """
+    rows = [lb for lb in labels if isinstance(codecs[lb].vs.get("diff"), Mapping)]
+    if not rows:
+        return ""
+    diffs = {lb: codecs[lb].vs["diff"] for lb in rows}
+    cols = [
+        c for c in _DIFF_COLUMNS if any(isinstance(d.get(c[0]), Mapping) for d in diffs.values())
+    ]
+    ref = str(codecs[rows[0]].vs.get("reference") or "base")
+    head = "".join(f"<th>{esc(title)}</th>" for _, title, _, _ in cols)
+    body = []
+    for lb in rows:
+        cells = [f'<td class="lbl">{esc(lb)}</td>']
+        for key, _, form, rel in cols:
+            d = diffs[lb].get(key)
+            value = num(d.get("rel" if rel else "diff")) if isinstance(d, Mapping) else None
+            if value is None:
+                cells.append("<td>—</td>")
+                continue
+            ci = parse_intervals({"x": d.get("rel_ci" if rel else "ci")}).get("x")
+            zero = ci is not None and ci[0] <= 0 <= ci[1]
+            text = form.format(value).replace("-", "−")
+            if ci is not None:
+                lo, hi = (form.format(v).replace("-", "−") for v in ci)
+                text += f'<br><small class="ci">[{lo}, {hi}]</small>'
+            cls = ' class="zero" title="the 95 % interval covers 0"' if zero else ""
+            cells.append(f"<td{cls}>{'≈ ' if zero else ''}{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<section id="differences"><h2>Against {esc(ref)}, image by image</h2>'
+        f'<p class="hint">Each codec minus {esc(ref)} on the same images: the difference of the '
+        "means and its 95 % paired bootstrap interval (both codecs scored on the same image "
+        "draws, so what the images share cancels). Greyed and marked ≈: the interval covers 0, "
+        "so the difference cannot be told from chance on these images. Relative AP changes are "
+        f"in per cent of {esc(ref)}'s AP.</p>"
+        f'<div class="tablewrap"><table><thead><tr><th>codec</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div></section>"
     )
 
 
@@ -712,6 +831,8 @@ table.sortable th:hover{background:#e4e8ee}
 th.asc::after{content:" ▲";font-size:10px}th.desc::after{content:" ▼";font-size:10px}
 td.lbl,th:first-child{text-align:left}
 td.best{font-weight:700;color:#0b5394}
+small.ci{color:var(--mut);font-weight:400;font-size:11px}
+td.zero{color:var(--mut)}
 tfoot.ref td{color:var(--mut);font-style:italic;background:#fafafa}
 td.good{color:#1a7f37;font-weight:600}td.bad{color:#b42318;font-weight:600}
 tbody tr:hover{background:#f7fafd}
@@ -903,6 +1024,7 @@ def build_report(
         sections = [
             ("summary", "Summary", summary_section(labels, codecs, colors, unc)),
             ("codecs", "Codecs", codec_table_section(labels, codecs, colors, unc)),
+            ("differences", "vs base", differences_section(labels, codecs)),
             ("plots", "Plots", figures_section(figs, tmp)),
             ("table1", "Table 1", table1_section(data.get("table1"), data.get("table1_note"))),
             ("bdrate", "BD-rate", bd_section(data.get("bd_rate"), colors)),

@@ -99,6 +99,16 @@ def _label_dots(ax: Any, dots: Sequence[tuple[str, float, float]], gap_pt: float
                     va="center", arrowprops=arrow)  # fmt: skip
 
 
+def _ci(point: Mapping[str, Any], key: str) -> tuple[float, float] | None:
+    """The point's 95 % interval of ``key`` when results carry one (``point["ci"][key]``)."""
+    ci = point.get("ci")
+    pair = ci.get(key) if isinstance(ci, Mapping) else None
+    if not isinstance(pair, Sequence) or len(pair) != 2:
+        return None
+    lo, hi = num(pair[0]), num(pair[1])
+    return None if lo is None or hi is None else (min(lo, hi), max(lo, hi))
+
+
 def rate_plot(
     points: Mapping[str, Mapping[str, Any]],
     curves: Mapping[str, Sequence[Mapping[str, Any]]] | None,
@@ -116,16 +126,24 @@ def rate_plot(
         for name, curve in (curves or {}).items():
             if not isinstance(curve, Sequence):
                 continue
-            xy = [(num(p.get("bpp")), num(p.get(key))) for p in curve if isinstance(p, Mapping)]
-            xy = sorted((x, y) for x, y in xy if x is not None and y is not None)
+            pts = [p for p in curve if isinstance(p, Mapping)]
+            xy = [(num(p.get("bpp")), num(p.get(key)), _ci(p, key)) for p in pts]
+            xy = sorted((x, y, ci) for x, y, ci in xy if x is not None and y is not None)
             if not xy:
                 continue
             color = palette.get(name) or _FIXED.get(name) or _PALETTE[len(palette) % 10]
             palette[name] = color
-            models = [str(p["model"]) for p in curve if isinstance(p, Mapping) and "model" in p]
+            models = [str(p["model"]) for p in pts if "model" in p]
             label = f"{name} ({', '.join(models)})" if models else name
-            ax.plot(*zip(*xy, strict=True), "o-", color=color, lw=1.6, ms=3.5, alpha=0.8,
-                    label=label)  # fmt: skip
+            xs, ys, cis = zip(*xy, strict=True)
+            ax.plot(xs, ys, "o-", color=color, lw=1.6, ms=3.5, alpha=0.8, label=label)
+            bars = [(x, y, ci) for x, y, ci in xy if ci is not None]
+            if bars:  # the 95 % interval over images of each point
+                bx, by, bci = zip(*bars, strict=True)
+                err = [[max(0.0, y - c[0]) for y, c in zip(by, bci, strict=True)],
+                       [max(0.0, c[1] - y) for y, c in zip(by, bci, strict=True)]]  # fmt: skip
+                ax.errorbar(bx, by, yerr=err, fmt="none", ecolor=color, elinewidth=1,
+                            capsize=2, alpha=0.6)  # fmt: skip
             drawn = True
         dots = []
         for label, mean in points.items():
