@@ -25,7 +25,10 @@ class Sample:
 
     ``boxes`` is a (K, 4) float32 array of xyxy pixel boxes, or None when the set has no
     annotations (evaluation then falls back to pseudo ground truth and says so). ``labels`` and
-    ``masks`` are optional COCO extras (category ids; K HxW bool masks).
+    ``masks`` are optional COCO extras (category ids; K HxW bool masks). ``ignore``, when not
+    None, is a (K,) bool array aligned with ``boxes``: True marks an *ignore region* (a face too
+    small to score, an ``invalid`` WIDER face, a COCO crowd) that a scorer treats like a COCO
+    crowd box — a detection on it is neither a true nor a false positive.
     """
 
     name: str
@@ -34,9 +37,14 @@ class Sample:
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    ignore: np.ndarray | None = None
 
     def target(self) -> dict[str, torch.Tensor] | None:
-        """Ground truth in the task convention (``{"boxes", "labels"[, "masks"]}``), or None."""
+        """Ground truth in the task convention (``{"boxes", "labels"[, "masks", "ignore"]}``).
+
+        None when the sample has no annotations; ``"ignore"`` (bool, one per box) only when the
+        sample carries ignore flags.
+        """
         if self.boxes is None:
             return None
         boxes = torch.as_tensor(np.asarray(self.boxes, np.float32).reshape(-1, 4))
@@ -48,7 +56,31 @@ class Sample:
         out = {"boxes": boxes, "labels": labels}
         if self.masks is not None:
             out["masks"] = torch.as_tensor(np.asarray(self.masks, dtype=np.uint8))
+        if self.ignore is not None:
+            out["ignore"] = torch.as_tensor(np.asarray(self.ignore, dtype=bool).reshape(-1))
         return out
+
+    def scored(self) -> Sample:
+        """This sample without its ignore regions (boxes, labels, masks and meta arrays aligned
+        with them are filtered), for code that knows nothing of ignore flags, e.g. a supervised
+        loss. Samples without ignore flags are returned as they are."""
+        if self.ignore is None or self.boxes is None:
+            return self
+        keep = ~np.asarray(self.ignore, dtype=bool).reshape(-1)
+        k = len(keep)
+
+        def cut(a):
+            return a[keep] if isinstance(a, np.ndarray) and a.ndim >= 1 and len(a) == k else a
+
+        return Sample(
+            self.name,
+            self.image,
+            self.boxes[keep],
+            None if self.labels is None else self.labels[keep],
+            None if self.masks is None else self.masks[keep],
+            {key: cut(v) for key, v in self.meta.items()},
+            None,
+        )
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -93,14 +125,21 @@ def load_folder(folder: str | Path) -> list[Sample]:
 
 
 def load_coco(
-    json_path: str | Path, images_dir: str | Path | None = None, with_masks: bool = False
+    json_path: str | Path,
+    images_dir: str | Path | None = None,
+    with_masks: bool = False,
+    crowd: str = "drop",
 ) -> list[Sample]:
-    """COCO instance annotations as samples (xywh boxes → xyxy; crowd annotations dropped).
+    """COCO instance annotations as samples (xywh boxes → xyxy).
 
     ``images_dir`` defaults to the json's folder. Images with no annotation are kept with an empty
     (0, 4) box array: they count for false positives. ``with_masks`` decodes segmentations with
-    pycocotools (for Mask R-CNN scoring).
+    pycocotools (for Mask R-CNN scoring). ``crowd``: "drop" (default) leaves ``iscrowd``
+    annotations out; "ignore" keeps them as ignore regions (``Sample.ignore``), as COCO's own
+    evaluation treats them.
     """
+    if crowd not in ("drop", "ignore"):
+        raise InputError(f"crowd must be drop or ignore, not {crowd!r}")
     json_path = Path(json_path)
     root = Path(images_dir) if images_dir is not None else json_path.parent
     try:
@@ -111,7 +150,7 @@ def load_coco(
         raise InputError(f"{json_path} is not a COCO annotation file (no 'images' list)")
     by_image: dict[int, list[dict]] = {}
     for ann in data.get("annotations", []):
-        if ann.get("iscrowd", 0):
+        if ann.get("iscrowd", 0) and crowd == "drop":
             continue
         by_image.setdefault(ann["image_id"], []).append(ann)
     samples = []
@@ -145,8 +184,19 @@ def load_coco(
                 if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
                     rles = [mask_utils.frPyObjects(seg, h, w)]
                 masks[k] = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+        ignore = None
+        if crowd == "ignore":
+            ignore = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
         samples.append(
-            Sample(info["file_name"], image, boxes, labels, masks, meta={"coco_id": info["id"]})
+            Sample(
+                info["file_name"],
+                image,
+                boxes,
+                labels,
+                masks,
+                meta={"coco_id": info["id"]},
+                ignore=ignore,
+            )
         )
     return samples
 
