@@ -44,13 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_samples(images: str | None, set_spec: str, limit: int | None = None) -> list:
-    from icmbridge.data import get_set
+    """The samples of ``--images`` (a folder) or of the set spec ``--set`` (test split unless the
+    spec names one; see `icmbridge data list`)."""
+    from icmbridge.data import get_set, load_folder
 
-    if images:
-        samples = get_set(f"folder:{images}", "all")
-    else:
-        name, _, split = set_spec.partition(":")
-        samples = get_set(name, split or "test")
+    samples = load_folder(images) if images else get_set(set_spec, "test")
     if limit is not None:
         if limit < 1:
             raise InputError(f"--limit must be ≥ 1, got {limit}")
