@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "icmbridge.data.commands",
     "icmbridge.train.commands",
     "icmbridge.evaluation.commands",
+    "icmbridge.evaluation.compare",
     "icmbridge.evaluation.curves",
     "icmbridge.ablate",
     "icmbridge.report.commands",

@@ -6,6 +6,8 @@ the decoded 8-bit RGB pixels, the number of bytes it wrote and its coding times 
 
 ``bpp`` (real bytes, header included), ``psnr``, ``ssim``, ``ms_ssim`` (None below 161 px),
 ``artifact_db`` (checkerboard score; plus ``residual_grid_db`` and ``phase_variance``),
+``lattice`` (the block lattice on the 16-px latent grid: RMS over the grid phases of the mean
+luma residual, grey levels, i.e. the square root of ``phase_variance``),
 ``task_ap``/``task_ap50`` (per image; the ``mean`` entry holds the COCO AP over the whole set),
 ``n_pred``/``n_gt``, ``feature_distance`` (task-network features of x vs x̂), ``vgg_distance``
 when VGG weights are given, ``encode_s``/``decode_s``. Every mean comes with a 95 % bootstrap
@@ -46,6 +48,7 @@ METRIC_KEYS = (
     "artifact_db",
     "residual_grid_db",
     "phase_variance",
+    "lattice",
     "task_ap",
     "task_ap50",
     "n_pred",
@@ -83,6 +86,20 @@ def code_with_model(codec: Any, samples: Sequence[Sample], progress: bool = True
         t2 = time.perf_counter()
         out.append(Coded(s.name, s.image, tensor_to_array(x_hat), len(data), t1 - t0, t2 - t1))
     return out
+
+
+def encode_with_model(
+    codec: Any, samples: Sequence[Sample], progress: bool = False
+) -> tuple[list[bytes], list[float]]:
+    """One real bitstream per sample, and the seconds each encode took."""
+    from icmbridge.codec import bitstream
+
+    streams, seconds = [], []
+    for s in tqdm(samples, desc="encoding", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        streams.append(bitstream.encode(codec, array_to_tensor(s.image)))
+        seconds.append(time.perf_counter() - t0)
+    return streams, seconds
 
 
 def decode_with_model(
@@ -131,6 +148,7 @@ DIFF_KEYS = (
     "ms_ssim",
     "artifact_db",
     "phase_variance",
+    "lattice",
     "task_ap",
     "task_ap50",
     "feature_distance",
@@ -174,9 +192,10 @@ def score(
                 artifact_db=a.artifact_db,
                 residual_grid_db=a.residual_grid_db,
                 phase_variance=a.phase_variance,
+                lattice=math.sqrt(a.phase_variance),
             )
         else:
-            entry.update(artifact_db=None, residual_grid_db=None, phase_variance=None)
+            entry.update(artifact_db=None, residual_grid_db=None, phase_variance=None, lattice=None)
         if task is not None:
             gt = ground_truth[i] if ground_truth is not None else None
             if gt is None:

@@ -129,7 +129,7 @@ def format_diff(entry: Mapping[str, Any] | None, fmt: str = "+.3f", rel: bool = 
     unit = "%" if rel else ""
     text = f"{format(value, fmt)}{unit}"
     if ci is not None:
-        text += f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]{unit}"
+        text += f" [{format(ci[0], fmt)}{unit}, {format(ci[1], fmt)}{unit}]"
     zero = covers_zero(ci)
     return f"~{text}" if zero else text
 

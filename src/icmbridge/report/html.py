@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[str, str, int]] = {
     "artifact_db": ("artifact dB", "{:+.1f}", -1),
     "residual_grid_db": ("residual grid dB", "{:+.1f}", -1),
     "phase_variance": ("phase var.", "{:.3g}", -1),
+    "lattice": ("lattice", "{:.2f}", -1),
     "task_ap": ("AP", "{:.3f}", 1),
     "task_ap50": ("AP50", "{:.3f}", 1),
     "rel_task_ap50": ("Δ AP50 rel.", "{:+.1f}%", 1),
@@ -543,7 +544,7 @@ _DIFF_COLUMNS = (
     ("psnr", "Δ PSNR dB", "{:+.2f}", False),
     ("ssim", "Δ SSIM", "{:+.3f}", False),
     ("artifact_db", "Δ artifact dB", "{:+.2f}", False),
-    ("phase_variance", "Δ phase var.", "{:+.3g}", False),
+    ("lattice", "Δ lattice", "{:+.2f}", False),
     ("task_ap50", "Δ AP50 rel.", "{:+.1f}%", True),
     ("task_ap", "Δ AP rel.", "{:+.1f}%", True),
     ("feature_distance", "Δ feature dist.", "{:+.3f}", False),
@@ -774,6 +775,10 @@ def notes_section(data: Mapping[str, Any], report_command: str | None) -> str:
         "frequencies over the other frequencies, in dB. A diagnostic, not a ranking.</dd>"
         "<dt>phase variance</dt><dd>Variance over the 16×16 grid phases of the mean residual, "
         "in (8-bit levels)².</dd>"
+        "<dt>lattice</dt><dd>The block lattice on the 16-px latent grid: the luma residual "
+        "averaged over all pixels of the same phase (i mod 16, j mod 16), RMS of those 256 means, "
+        "in grey levels (the square root of the phase variance). JPEG at low rates reads "
+        "≈ 0.4–0.9.</dd>"
         "<dt>feature / VGG distance</dt><dd>Distance between features of x and x̂ (task "
         "network / VGG-16); lower is closer.</dd>"
         "<dt>crop choice</dt><dd>For each image the zoom window (aligned to the 16-px grid) where "

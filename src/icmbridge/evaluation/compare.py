@@ -1,0 +1,276 @@
+"""``icmbridge compare``: one set of bitstreams, several decoders, classical codecs at its bytes.
+
+The paper's comparison, for any image set and task: every image is coded once with the base
+codec's encoder into a real bitstream; the base (machine) decoder and each finetuned decoder
+decode *the same bytes*; each classical codec codes every image at that image's base rate (the
+largest quality whose file is not larger). Everything is scored alike, every mean carries its 95 %
+bootstrap interval over images, and every codec's difference to the base decoder a paired
+interval. Writes OUT/results.json (readable by ``icmbridge report``), OUT/table.md, and the
+decoded images under OUT/decoded/ for the report's crops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from icmbridge.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from icmbridge.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "compare",
+        help="decoders of one set of bitstreams vs classical codecs at the same bytes, with CIs",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--base", default="base", help="the codec that writes the bitstreams")
+    p.add_argument(
+        "--decoders",
+        default="human,human-li",
+        help="comma-separated decoders finetuned from --base (names or paths; LABEL=PATH names "
+        "one); '' for none",
+    )
+    p.add_argument(
+        "--codecs", default="jpeg,webp,avif,heif", help="classical codecs at matched bytes; ''"
+    )
+    p.add_argument("--set", default="faces:test", help="image set (see `icmbridge data list`)")
+    p.add_argument("--task", default="face", help="machine task, or 'none'")
+    p.add_argument("--task-weights", help="local weights file of the task network")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument(
+        "--no-images",
+        dest="images",
+        action="store_false",
+        help="do not write originals and decoded images (the report then shows no crops)",
+    )
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.set_defaults(func=run)
+
+
+def _decoders(spec: str) -> dict[str, str]:
+    """``human,my=runs/x`` → {"human": "human", "my": "runs/x"}."""
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        label, _, path = item.partition("=")
+        label, path = (label, path) if path else (Path(item).name or item, item)
+        if label in out or label == "base":
+            raise InputError(f"decoder label {label!r} given twice (name one with LABEL=PATH)")
+        out[label] = path
+    return out
+
+
+def compare_decoders(
+    base: str,
+    decoders: dict[str, str],
+    codecs: Sequence[str],
+    samples: list,
+    task: Any | None,
+    out: Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Code ``samples`` with ``base``, decode with each decoder, code classical codecs at the
+    same bytes per image, and score them all with paired differences to base."""
+    from tqdm import tqdm
+
+    from icmbridge.baselines.classical import available_codecs, code_at_bpp
+    from icmbridge.codec.bitstream import fingerprint
+    from icmbridge.codec.store import load_codec
+    from icmbridge.evaluation.core import Coded, compare, decode_with_model, encode_with_model
+    from icmbridge.imageio import save_image
+
+    base_codec = load_codec(base)
+    decoder_codecs = {label: load_codec(path) for label, path in decoders.items()}
+    for label, codec in decoder_codecs.items():  # refuse before minutes of coding, not after
+        if fingerprint(codec) != fingerprint(base_codec):
+            raise InputError(
+                f"decoder {label!r} ({decoders[label]}) was not finetuned from {base}: its encoder "
+                f"and entropy models ({fingerprint(codec).hex()}) differ from {base}'s "
+                f"({fingerprint(base_codec).hex()}), so it cannot read {base}'s bitstreams"
+            )
+    _say(f"[compare] coding {len(samples)} images with {base}")
+    streams, encode_s = encode_with_model(base_codec, samples, progress)
+    coded: dict[str, list[Coded]] = {"base": decode_with_model(base_codec, streams, samples)}
+    for c, t in zip(coded["base"], encode_s, strict=True):
+        c.encode_s = t
+    # every decoder reads the very bytes base wrote (a foreign model is refused by fingerprint)
+    for label, codec in decoder_codecs.items():
+        _say(f"[compare] decoding with {label}")
+        coded[label] = decode_with_model(codec, streams, samples)
+    unavailable = {c: r for c, r in available_codecs().items() if c in codecs and r}
+    for name in (c for c in codecs if c not in unavailable):
+        _say(f"[compare] {name} at each image's base rate")
+        items, above = [], 0
+        bar = tqdm(samples, disable=not progress, leave=False)
+        for s, b in zip(bar, coded["base"], strict=True):
+            r = code_at_bpp(name, s.image, 8 * b.num_bytes / s.image[..., 0].size)
+            items.append(Coded(s.name, s.image, r.decoded, len(r.data), r.encode_s, r.decode_s))
+            above += r.above_target
+        coded[name] = items
+        if above:
+            _say(f"[compare] {name}: {above} image(s) above the base rate at its lowest setting")
+    _say(f"[compare] scoring {len(coded)} codecs on {len(samples)} images")
+    gts = [s.target() for s in samples]
+    scored = compare(coded, task, gts, reference="base", progress=progress)
+    if out is not None:
+        for label, items in coded.items():
+            for c in items:
+                save_image(c.decoded, _image_path(out / "decoded" / label, c.name))
+        for s in samples:
+            save_image(s.image, _image_path(out / "originals", s.name))
+    kinds = {"base": "ours", **{d: "ours" for d in decoders}}
+    return {
+        "codecs": {
+            label: {
+                "kind": kinds.get(label, "classical"),
+                "description": _describe(label, base, decoders),
+                "mean": r["mean"],
+                "ci": r["ci"],
+                **({"vs": r["vs"]} if "vs" in r else {}),
+                "images": r["images"],
+            }
+            for label, r in scored.items()
+        },
+        "unavailable": unavailable,
+    }
+
+
+def _image_path(folder: Path, name: str) -> Path:
+    """A PNG path for an image name (names of nested sets keep their folders flat)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")
+
+
+def _describe(label: str, base: str, decoders: dict[str, str]) -> str:
+    if label == "base":
+        return f"machine decoder of {base} (writes the bitstreams)"
+    if label in decoders:
+        return f"decoder {decoders[label]} on {base}'s bitstreams"
+    return f"{label} at each image's {base} rate"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The comparison as a Markdown table: means [95 % CI], then paired differences to base."""
+    from icmbridge.evaluation.stats import format_ci, format_diff
+
+    codecs = results["codecs"]
+    has_task = any(c["mean"].get("task_ap50") is not None for c in codecs.values())
+    cols = [("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".3f"), ("artifact_db", "+.2f"),
+            ("lattice", ".2f")]  # fmt: skip
+    if has_task:
+        cols += [("task_ap50", ".3f"), ("task_ap", ".3f")]
+    names = {"bpp": "bpp", "psnr": "PSNR dB", "ssim": "SSIM", "artifact_db": "artifact dB",
+             "lattice": "lattice", "task_ap50": "AP50", "task_ap": "AP"}  # fmt: skip
+    diffs = [("psnr", "+.2f", False), ("artifact_db", "+.2f", False), ("lattice", "+.2f", False)]
+    if has_task:
+        diffs.append(("task_ap50", "+.1f", True))
+    head = [names[k] for k, _ in cols] + [
+        f"Δ{names[k]}{' rel.' if rel else ''} vs base" for k, _, rel in diffs
+    ]
+    lines = [
+        f"{results['set']}, {results['n_images']} images"
+        + (f", task `{results['task']}`" if results.get("task") else "")
+        + f"; bitstreams from `{results['base']}`.",
+        "",
+        "| codec | " + " | ".join(head) + " |",
+        "|---" * (len(head) + 1) + "|",
+    ]
+    for label, c in codecs.items():
+        m, ci = c["mean"], c.get("ci") or {}
+        d = (c.get("vs") or {}).get("diff") or {}
+        cells = [format_ci(m.get(k), ci.get(k), f) for k, f in cols]
+        cells += [format_diff(d.get(k), f, rel=rel) if d else "—" for k, f, rel in diffs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    unc = results.get("uncompressed") or {}
+    if unc.get("task_ap50") is not None:
+        uci = unc.get("ci") or {}
+        lines += [
+            "",
+            f"Uncompressed: AP50 {format_ci(unc['task_ap50'], uci.get('task_ap50'), '.3f')}, "
+            f"AP {format_ci(unc.get('task_ap'), uci.get('task_ap'), '.3f')}.",
+        ]
+    lines += [
+        "",
+        "[lo, hi]: 95 % bootstrap interval over images (AP: the set resampled); Δ vs base: "
+        "paired over the same image draws, ~ marks a difference whose interval covers 0. "
+        "lattice: RMS over the 16×16 grid phases of the mean luma residual, grey levels.",
+        "",
+        f"Command: `{results['command']}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from icmbridge.evaluation.commands import load_samples
+    from icmbridge.evaluation.core import task_reference
+    from icmbridge.utils.atomic import atomic_write_bytes
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    samples = load_samples(None, args.set, args.limit)
+    task = None
+    if args.task != "none":
+        from icmbridge.tasks import build_task
+
+        task = build_task(args.task, weights_path=args.task_weights)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    codecs = [c for c in args.codecs.split(",") if c]
+    res = compare_decoders(
+        args.base,
+        _decoders(args.decoders),
+        codecs,
+        samples,
+        task,
+        out if args.images else None,
+        progress=sys.stderr.isatty(),
+    )
+    command = (
+        f"icmbridge compare --base {args.base} --decoders {args.decoders!r} --codecs "
+        f"{args.codecs!r} --set {args.set} --task {args.task}"
+        + (f" --task-weights {args.task_weights}" if args.task_weights else "")
+        + (f" --limit {args.limit}" if args.limit else "")
+        + f" -o {args.out}"
+    )
+    results: dict[str, Any] = {
+        "title": f"icmbridge compare: {args.set}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "set": args.set,
+        "n_images": len(samples),
+        "base": args.base,
+        "task": task.name if task is not None else None,
+        "ground_truth": (
+            "annotations" if all(s.target() is not None for s in samples) else "pseudo"
+        )
+        if task is not None
+        else None,
+        "uncompressed": task_reference(task, samples) if task is not None else None,
+        "threads": torch.get_num_threads(),
+        **res,
+    }
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_bytes(out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
+    table = markdown(results)
+    atomic_write_bytes(out / "table.md", table.encode())
+    print(table)
+    print(f"written: {out / 'results.json'}, {out / 'table.md'} ({results['seconds']} s)")
+    return 0
