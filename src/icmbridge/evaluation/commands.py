@@ -58,15 +58,19 @@ def load_samples(images: str | None, set_spec: str, limit: int | None = None) ->
     return samples
 
 
-def summary_line(label: str, mean: dict[str, Any]) -> str:
+def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = None) -> str:
+    """One line of means, each with its 95 % interval over images when ``ci`` is given."""
+    from icmbridge.evaluation.stats import format_ci
+
+    ci = ci or {}
+
     def f(key: str, fmt: str) -> str:
-        v = mean.get(key)
-        return "—" if v is None else format(v, fmt)
+        return format_ci(mean.get(key), ci.get(key), fmt)
 
     return (
         f"{label}: {f('bpp', '.4f')} bpp, PSNR {f('psnr', '.2f')} dB, SSIM {f('ssim', '.4f')}, "
-        f"artifact {f('artifact_db', '+.2f')} dB, AP50 {f('task_ap50', '.3f')}, "
-        f"AP {f('task_ap', '.3f')}"
+        f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
+        f"AP50 {f('task_ap50', '.3f')}, AP {f('task_ap', '.3f')}"
     )
 
 
@@ -99,11 +103,19 @@ def run(args: argparse.Namespace) -> int:
     result["set"] = args.images or args.set
     if task is not None:
         result["uncompressed"] = task_reference(task, samples)
-    print(summary_line(f"{args.model} on {result['set']} ({len(samples)} images)", result["mean"]))
+    head = f"{args.model} on {result['set']} ({len(samples)} images)"
+    print(summary_line(head, result["mean"], result["ci"]))
+    print("[..]: 95 % bootstrap intervals over images (AP: the set resampled)")
     ref = result.get("uncompressed")
     if ref and ref.get("task_ap50"):
+        from icmbridge.evaluation.stats import format_ci
+
         rel = 100 * (result["mean"]["task_ap50"] / ref["task_ap50"] - 1)
-        print(f"uncompressed AP50 {ref['task_ap50']:.3f}; relative change {rel:+.1f} %")
+        unc = {k: format_ci(ref.get(k), ref["ci"].get(k), ".3f") for k in ("task_ap", "task_ap50")}
+        print(
+            f"uncompressed: AP {unc['task_ap']}, AP50 {unc['task_ap50']}; relative change of "
+            f"AP50 {rel:+.1f} %"
+        )
     if "ground_truth" in result and result["ground_truth"].startswith("pseudo"):
         print("note: no annotations; task metrics are against the uncompressed predictions")
     if args.json_out:
