@@ -42,6 +42,12 @@ from icmbridge.data.images import Sample, TrainCrops, list_images, load_coco, lo
 from icmbridge.errors import InputError
 
 DATA_ENV = "ICMBRIDGE_DATA"
+#: The ``--set`` help of every command that reads a set.
+SET_HELP = (
+    "image set, NAME[:PATH][:SPLIT][?KEY=VALUE,...], e.g. faces:test, kodak, bsds:test, "
+    "yolo:data/coco128, widerface?min_size=30 (bare names are found below $ICMBRIDGE_DATA; "
+    "see `icmbridge data list`)"
+)
 SPLIT_WORDS = ("train", "val", "test", "trainval", "all")
 
 
@@ -316,6 +322,7 @@ def get_set(spec: str, split: str | None = None) -> list[Sample]:
 
 
 __all__ = [
+    "SET_HELP",
     "DATA_ENV",
     "Sample",
     "SetSpec",

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument(
         "--set",
         default="faces:test",
-        help="named set and split, NAME[:SPLIT] (see `icmbridge data list`)",
+        help=SET_HELP,
     )
     p.add_argument("--task", default="face", help="machine task, or 'none' to skip task metrics")
     p.add_argument("--task-weights", help="local weights file of the task network")

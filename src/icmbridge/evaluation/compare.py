@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 
 
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--codecs", default="jpeg,webp,avif,heif", help="classical codecs at matched bytes; ''"
     )
-    p.add_argument("--set", default="faces:test", help="image set (see `icmbridge data list`)")
+    p.add_argument("--set", default="faces:test", help=SET_HELP)
     p.add_argument("--task", default="face", help="machine task, or 'none'")
     p.add_argument("--task-weights", help="local weights file of the task network")
     p.add_argument("--limit", type=int, help="only the first N images")

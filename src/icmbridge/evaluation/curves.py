@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="our rate points, comma separated names or paths",
     )
     p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
-    p.add_argument("--set", default="faces:test", help="image set NAME[:SPLIT]")
+    p.add_argument("--set", default="faces:test", help=SET_HELP)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", default="results/curves", help="output folder")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
