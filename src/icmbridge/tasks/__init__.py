@@ -32,6 +32,12 @@ def _torchvision(**kwargs) -> MachineTask:
     return TorchvisionDetectionTask(**kwargs)
 
 
+def _yolox(**kwargs) -> MachineTask:
+    from icmbridge.tasks.yolox import YoloxTask
+
+    return YoloxTask(**kwargs)
+
+
 def _with_arch(arch: str) -> Callable[..., MachineTask]:
     def factory(**kwargs) -> MachineTask:
         kwargs.setdefault("arch", arch)
@@ -55,6 +61,12 @@ register_task(
     "maskrcnn",
     _with_arch("maskrcnn_resnet50_fpn"),
     "torchvision Mask R-CNN ResNet-50 FPN, box + mask AP (weights_path=local file)",
+)
+
+register_task(
+    "yolox",
+    _yolox,
+    "YOLOX COCO-80 detection, differentiable (weights_path=.onnx export or state dict)",
 )
 
 
