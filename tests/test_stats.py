@@ -142,3 +142,16 @@ def test_paired_difference_refuses_unpaired_results() -> None:
     with pytest.raises(ValueError, match="replicates"):
         paired_difference({"mean": {}}, {"mean": {}})
     assert covers_zero(None) is None and covers_zero([-1, 2]) and not covers_zero([0.1, 2])
+
+
+def test_interval_is_placed_around_the_full_set_value() -> None:
+    """Set-level AP's replicates sit above the full-set value (a resample that misses a rare
+    class drops it); the interval must be placed around the value, not around the replicates."""
+    reps = np.random.default_rng(0).normal(0.35, 0.02, 2000)  # median 0.02 above the value
+    plain, corrected = interval(reps), interval(reps, 0.33)
+    assert plain[0] > 0.30 and not plain[0] < 0.33 - 0.035
+    lo, hi = corrected
+    assert lo < 0.33 < hi and abs((0.33 - lo) - (hi - 0.33)) < 0.01
+    # no shift, no correction
+    assert interval(reps, float(np.median(reps))) == pytest.approx(plain, abs=2e-3)
+    assert interval(np.zeros(10), 0.0) == [0.0, 0.0]

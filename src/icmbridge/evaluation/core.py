@@ -252,7 +252,7 @@ def score(
             "pseudo (task predictions on the uncompressed images)" if pseudo else "annotations"
         )
     result["n_images"] = len(images)
-    result["ci"] = {key: interval(r) for key, r in replicates.items()}
+    result["ci"] = {key: interval(r, mean[key]) for key, r in replicates.items()}
     result["bootstrap"] = {"resamples": n_resamples, "level": LEVEL, "unit": "image"}
     result.replicates = replicates
     return result
@@ -304,5 +304,5 @@ def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | Non
         "task_ap50": _nan_to_none(sc["ap50"]),
         "n_pred": int(sc["n_pred"]),
         "n_gt": int(sc["n_gt"]),
-        "ci": {"task_ap": interval(ap), "task_ap50": interval(ap50)},
+        "ci": {"task_ap": interval(ap, sc["ap"]), "task_ap50": interval(ap50, sc["ap50"])},
     }

@@ -50,14 +50,27 @@ def mean_replicates(values: Sequence[float | None], plan: np.ndarray) -> np.ndar
     return reps
 
 
-def interval(replicates: np.ndarray | Sequence[float], level: float = LEVEL) -> list[float] | None:
-    """Percentile interval ``[lo, hi]`` of the finite replicates, or None if there are none."""
+def interval(
+    replicates: np.ndarray | Sequence[float], point: float | None = None, level: float = LEVEL
+) -> list[float] | None:
+    """Percentile interval ``[lo, hi]`` of the finite replicates (None if there are none).
+
+    With the full-set value ``point``, the replicates are first shifted so that their median
+    is ``point``. Why: set-level AP over many classes is not a mean, and its bootstrap
+    distribution is not centred on the full-set value: a resample that misses every object of
+    a rare class drops that class from the class average (on coco128 with YOLOX-Nano the
+    replicates' median lies 0.02 above the full-set AP). The spread of the replicates is what
+    the bootstrap measures well; their location is an artefact of resampling classes away.
+    For plain means the shift is ~0 and this is the ordinary percentile interval.
+    """
     r = np.asarray(replicates, dtype=np.float64)
     r = r[np.isfinite(r)]
     if r.size == 0:
         return None
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(r, [tail, 100 - tail])
+    if point is not None and math.isfinite(point):
+        r = r - np.median(r) + point
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(r, [tail, 1 - tail])
     return [float(lo), float(hi)]
 
 
@@ -99,11 +112,11 @@ def paired_difference(
         if ma is None or mb is None or key not in reps_a or key not in reps_b:
             continue
         ra, rb = np.asarray(reps_a[key]), np.asarray(reps_b[key])
-        ci = interval(ra - rb)
+        ci = interval(ra - rb, ma - mb)
         entry: dict[str, Any] = {"diff": ma - mb, "ci": ci, "covers_zero": covers_zero(ci)}
         if key in relative and mb != 0:
             with np.errstate(invalid="ignore", divide="ignore"):
-                rel_ci = interval(100 * (ra / rb - 1))
+                rel_ci = interval(100 * (ra / rb - 1), 100 * (ma / mb - 1))
             entry.update(rel=100 * (ma / mb - 1), rel_ci=rel_ci)
         out[key] = entry
     return out
