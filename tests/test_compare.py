@@ -57,3 +57,9 @@ def test_a_decoder_of_another_model_is_refused(tiny_model_dir, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "decoder 'tiny'" in err and "was not finetuned from base" in err
     assert "coding" not in err  # refused before any work
+
+
+def test_reference_must_be_one_of_the_codecs(tmp_path, capsys) -> None:
+    args = ["compare", "--decoders", "human", "--codecs", "", "--reference", "control"]
+    assert main([*args, "--limit", "1", "-o", str(tmp_path / "x"), "--task", "none"]) == 2
+    assert "--reference 'control' is none of: base, human" in capsys.readouterr().err

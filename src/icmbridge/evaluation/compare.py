@@ -54,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not write originals and decoded images (the report then shows no crops)",
     )
+    p.add_argument(
+        "--reference",
+        default="base",
+        help="the codec every other one is compared with, image by image (e.g. a λ_a = 0 "
+        "control, to see what the adversarial term adds)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run)
 
@@ -80,9 +86,10 @@ def compare_decoders(
     task: Any | None,
     out: Path | None = None,
     progress: bool = False,
+    reference: str = "base",
 ) -> dict[str, Any]:
     """Code ``samples`` with ``base``, decode with each decoder, code classical codecs at the
-    same bytes per image, and score them all with paired differences to base."""
+    same bytes per image, and score them all with paired differences to ``reference``."""
     from tqdm import tqdm
 
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
@@ -91,6 +98,9 @@ def compare_decoders(
     from icmbridge.evaluation.core import Coded, compare, decode_with_model, encode_with_model
     from icmbridge.imageio import save_image
 
+    labels = ["base", *decoders, *codecs]
+    if reference not in labels:
+        raise InputError(f"--reference {reference!r} is none of: {', '.join(labels)}")
     base_codec = load_codec(base)
     decoder_codecs = {label: load_codec(path) for label, path in decoders.items()}
     for label, codec in decoder_codecs.items():  # refuse before minutes of coding, not after
@@ -123,7 +133,7 @@ def compare_decoders(
             _say(f"[compare] {name}: {above} image(s) above the base rate at its lowest setting")
     _say(f"[compare] scoring {len(coded)} codecs on {len(samples)} images")
     gts = [s.target() for s in samples]
-    scored = compare(coded, task, gts, reference="base", progress=progress)
+    scored = compare(coded, task, gts, reference=reference, progress=progress)
     if out is not None:
         for label, items in coded.items():
             for c in items:
@@ -170,6 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
     from icmbridge.evaluation.stats import format_ci, format_diff
 
     codecs = results["codecs"]
+    ref = results.get("reference", "base")
     has_task = any(c["mean"].get("task_ap50") is not None for c in codecs.values())
     cols = [("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".3f"), ("artifact_db", "+.2f"),
             ("lattice", ".2f")]  # fmt: skip
@@ -181,7 +192,7 @@ def markdown(results: dict[str, Any]) -> str:
     if has_task:
         diffs.append(("task_ap50", "+.1f", True))
     head = [names[k] for k, _ in cols] + [
-        f"Δ{names[k]}{' rel.' if rel else ''} vs base" for k, _, rel in diffs
+        f"Δ{names[k]}{' rel.' if rel else ''} vs {ref}" for k, _, rel in diffs
     ]
     lines = [
         f"{results['set']}, {results['n_images']} images"
@@ -207,7 +218,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "[lo, hi]: 95 % bootstrap interval over images (AP: the set resampled); Δ vs base: "
+        f"[lo, hi]: 95 % bootstrap interval over images (AP: the set resampled); Δ vs {ref}: "
         "paired over the same image draws, ~ marks a difference whose interval covers 0. "
         "lattice: RMS over the 16×16 grid phases of the mean luma residual, grey levels.",
         "",
@@ -243,12 +254,14 @@ def run(args: argparse.Namespace) -> int:
         task,
         out if args.images else None,
         progress=sys.stderr.isatty(),
+        reference=args.reference,
     )
     command = (
         f"icmbridge compare --base {args.base} --decoders {args.decoders!r} --codecs "
         f"{args.codecs!r} --set {args.set} --task {args.task}"
         + (f" --task-weights {args.task_weights}" if args.task_weights else "")
         + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --reference {args.reference}" if args.reference != "base" else "")
         + f" -o {args.out}"
     )
     results: dict[str, Any] = {
@@ -258,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         "set": args.set,
         "n_images": len(samples),
         "base": args.base,
+        "reference": args.reference,
         "task": task.name if task is not None else None,
         "ground_truth": (
             "annotations" if all(s.target() is not None for s in samples) else "pseudo"
