@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The README's tables: the shipped decoders (base, human, human-li and the λ_a = 0 control
+# human-control) on one set of bitstreams per image set, classical codecs at each image's bytes,
+# every mean with its 95 % interval and every difference to base paired. Needs the public data
+# (Kodak, BSDS500, coco128, WIDER FACE, YOLOX-Nano): ICMBRIDGE_DATA, default ../shared/data.
+#
+#   scripts/shipped_tables.sh            # all tables into results/tables/
+#   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
+IC=${IC:-.venv/bin/icmbridge}
+OUT=${OUT:-results/tables}
+DECODERS=${DECODERS:-human,human-li,human-control}
+YOLOX="$ICMBRIDGE_DATA/weights/yolox-nano/yolox_nano.onnx"
+run() { echo "== $*" >&2; /usr/bin/time -f "%e s" "$IC" compare --decoders "$DECODERS" "$@"; }
+
+sets=("$@")
+pick() { [[ ${#sets[@]} -eq 0 ]] || [[ " ${sets[*]} " == *" $1 "* ]]; }
+
+if pick kodak; then
+  run --set kodak --task none --codecs jpeg,webp,avif,heif -o "$OUT/kodak"
+fi
+if pick bsds; then
+  run --set bsds:test --task none --codecs jpeg,avif -o "$OUT/bsds-test"
+fi
+if pick coco; then
+  run --set coco128 --task yolox --task-weights "$YOLOX" --codecs jpeg,avif -o "$OUT/coco128-yolox"
+fi
+if pick wider; then
+  run --set widerface --task face --codecs jpeg,avif -o "$OUT/wider-mtcnn"
+  run --set widerface --task centerface --codecs jpeg,avif -o "$OUT/wider-centerface"
+fi
+if pick bsdsfaces; then
+  run --set bsdsfaces:test --task face --codecs jpeg,avif -o "$OUT/bsdsfaces-mtcnn"
+  run --set bsdsfaces:test --task centerface --codecs jpeg,avif -o "$OUT/bsdsfaces-centerface"
+fi
