@@ -35,3 +35,9 @@ if pick bsdsfaces; then
   run --set bsdsfaces:test --task face --codecs jpeg,avif -o "$OUT/bsdsfaces-mtcnn"
   run --set bsdsfaces:test --task centerface --codecs jpeg,avif -o "$OUT/bsdsfaces-centerface"
 fi
+if pick gan; then  # what the adversarial term adds: human paired with the λ_a = 0 control
+  for s in kodak bsds:test; do
+    DECODERS=human,human-control run --set "$s" --task none --codecs '' \
+      --reference human-control -o "$OUT/gan-vs-control-${s%%:*}"
+  done
+fi
