@@ -254,7 +254,7 @@ def summary_table(results: dict[str, Any]) -> str:
     ref = results.get("uncompressed") or {}
     rows = [
         f"{'codec':<16}{'bpp':>7}  {'PSNR dB [95% CI]':<22}{'SSIM':>6}{'artifact':>9}  "
-        f"{'AP50 [95% CI]':<20}{'vs base: ΔPSNR dB':<24}ΔAP50 rel."
+        f"{'AP50 [95% CI]':<22}{'vs base: ΔPSNR dB':<24}ΔAP50 rel."
     ]
     for label, entry in results["codecs"].items():
         m, ci = entry["mean"], entry.get("ci") or {}
@@ -269,7 +269,7 @@ def summary_table(results: dict[str, Any]) -> str:
         ap50 = format_ci(m.get("task_ap50"), ci.get("task_ap50"), ".3f")
         rows.append(
             f"{label:<16}{f('bpp', '.4f'):>7}  {psnr:<22}{f('ssim', '.3f'):>6}"
-            f"{f('artifact_db', '+.2f'):>9}  {ap50:<20}{dpsnr:<24}{dap}"
+            f"{f('artifact_db', '+.2f'):>9}  {ap50:<22}{dpsnr:<24}{dap}"
         )
     if ref.get("task_ap50") is not None:
         unc = format_ci(ref["task_ap50"], (ref.get("ci") or {}).get("task_ap50"), ".3f")
