@@ -103,12 +103,17 @@ def run_ablation(
 ) -> dict[str, Any]:
     import torch
 
-    from icmbridge.codec import bitstream
     from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
-    from icmbridge.evaluation.core import DIFF_KEYS, decode_with_model, score, task_reference
+    from icmbridge.evaluation.core import (
+        DIFF_KEYS,
+        decode_with_model,
+        encode_with_model,
+        score,
+        task_reference,
+    )
     from icmbridge.evaluation.stats import paired_difference
-    from icmbridge.imageio import array_to_tensor, save_image
+    from icmbridge.imageio import save_image
     from icmbridge.tasks import build_task
     from icmbridge.train.finetune import FinetuneConfig, finetune
     from icmbridge.train.runtime import Checkpoints
@@ -118,7 +123,7 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     samples = get_set("faces", "test")[:n_images]
     base_codec = load_codec(base)
-    streams = [bitstream.encode(base_codec, array_to_tensor(s.image)) for s in samples]
+    streams, _ = encode_with_model(base_codec, samples)
     task = build_task("face")
     gts = [s.target() for s in samples]
 

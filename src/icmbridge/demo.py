@@ -88,7 +88,13 @@ def run_demo(
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
     from icmbridge.data import get_set
-    from icmbridge.evaluation.core import Coded, compare, decode_with_model, task_reference
+    from icmbridge.evaluation.core import (
+        Coded,
+        compare,
+        decode_with_model,
+        encode_with_model,
+        task_reference,
+    )
     from icmbridge.imageio import array_to_tensor, tensor_to_array
     from icmbridge.tasks import build_task
 
@@ -109,15 +115,10 @@ def run_demo(
     # 1. one bitstream per image, from the machine codec's encoder
     _say(f"[1/5] compressing {len(samples)} images with base → {out / 'bitstreams'}")
     base = load_codec("base")
-    streams = []
+    streams, enc_times = encode_with_model(base, samples)
     (out / "bitstreams").mkdir(exist_ok=True)
-    enc_times = []
-    for s in samples:
-        t0 = time.perf_counter()
-        data = bitstream.encode(base, array_to_tensor(s.image))
-        enc_times.append(time.perf_counter() - t0)
+    for s, data in zip(samples, streams, strict=True):
         (out / "bitstreams" / f"{s.name}.icmb").write_bytes(data)
-        streams.append(data)
 
     # the shipped decoders (they decode in step 3, with the live one)
     decoders = {"base": base}
