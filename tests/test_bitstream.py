@@ -151,7 +151,7 @@ def _indexes(codec: ICMCodec, x: torch.Tensor) -> torch.Tensor:
         z_hat = codec.entropy_bottleneck.quantize(
             codec.h_a(torch.abs(y)), "dequantize", codec.entropy_bottleneck._get_medians()
         )
-        return codec.gaussian_conditional.build_indexes(codec._coding_scales(z_hat))
+        return codec._coding_indexes(z_hat)
 
 
 def test_scale_indexes_independent_of_threads_and_batch(tiny_codec) -> None:

@@ -48,12 +48,20 @@ def test_coding_matches_forward_in_eval(tiny_codec: ICMCodec, photo: torch.Tenso
         torch.full((1, 3, 8, 8), float("nan")),
         torch.rand(1, 4, 8, 8),
         torch.rand(3, 8, 8),
-        torch.randint(0, 255, (1, 3, 8, 8), dtype=torch.uint8),
+        torch.randint(0, 255, (1, 3, 8, 8), dtype=torch.int64),
     ],
 )
 def test_input_checked(tiny_codec: ICMCodec, bad: torch.Tensor) -> None:
     with pytest.raises(InputError):
         tiny_codec.compress(bad)
+
+
+def test_uint8_coded_but_not_trained_on(tiny_codec: ICMCodec) -> None:
+    """compress reads uint8 as value / 255 (big images stay 8-bit); training wants floats."""
+    x8 = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    assert tiny_codec.compress(x8)["strings"] == tiny_codec.compress(x8.float() / 255)["strings"]
+    with pytest.raises(InputError, match="float"):
+        tiny_codec(x8)
 
 
 def test_fresh_model_codes_without_update() -> None:

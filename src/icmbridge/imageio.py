@@ -40,15 +40,18 @@ def to_rgb8(im: Image.Image) -> tuple[np.ndarray, list[str]]:
         notes.append(f"converted {mode} to RGB (alpha composited on white)")
     elif mode != "RGB":
         notes.append(f"converted {mode} to RGB")
-    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), notes
+    rgb = im if im.mode == "RGB" else im.convert("RGB")
+    return np.array(rgb, dtype=np.uint8), notes
 
 
 def load_image(
-    path: str | os.PathLike[str], max_pixels: int | None = None
+    path: str | os.PathLike[str], max_pixels: int | None = None, as_uint8: bool = False
 ) -> tuple[Tensor, list[str]]:
     """Load an image file as a ``(1, 3, H, W)`` float tensor in [0, 1] plus conversion notes.
 
     EXIF orientation is applied. Images larger than ``max_pixels`` are refused before decoding.
+    ``as_uint8`` returns the 8-bit values instead (a quarter of the memory; the codec reads them
+    as value / 255).
     """
     path = Path(path)
     if not path.exists():
@@ -66,7 +69,7 @@ def load_image(
                         "(raise it with the environment variable ICMBRIDGE_MAX_PIXELS)"
                     )
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                ImageOps.exif_transpose(im, in_place=True)  # no copy of a big image
                 arr, notes = to_rgb8(im)
     except InputError:
         raise
@@ -78,6 +81,8 @@ def load_image(
         raise InputError(f"cannot read {str(path)!r}: permission denied") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{str(path)!r} is corrupt or truncated: {exc}") from None
+    if as_uint8:
+        return torch.from_numpy(arr).permute(2, 0, 1)[None], notes
     return array_to_tensor(arr), notes
 
 
@@ -90,9 +95,11 @@ def array_to_tensor(arr: np.ndarray) -> Tensor:
 
 
 def tensor_to_array(x: Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) float in [0, 1] → HxWx3 uint8 (rounded to nearest)."""
+    """(1, 3, H, W) or (3, H, W) float in [0, 1] (or uint8) → HxWx3 uint8 (rounded to nearest)."""
     if x.dim() == 4:
         x = x[0]
+    if x.dtype == torch.uint8:
+        return x.detach().cpu().permute(1, 2, 0).contiguous().numpy()
     return x.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 

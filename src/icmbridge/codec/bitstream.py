@@ -154,8 +154,11 @@ def coded_pixels(height: int, width: int) -> int:
     return -(-height // m) * m * (-(-width // m) * m)
 
 
-def encode(codec: ICMCodec, x: Tensor) -> bytes:
-    """Encode one image ``(1, 3, H, W)`` in [0, 1] into a self-describing bitstream."""
+def encode(codec: ICMCodec, x: Tensor, tile: int | None = None) -> bytes:
+    """Encode one image ``(1, 3, H, W)`` (float in [0, 1] or uint8) into a bitstream.
+
+    ``tile``: see :mod:`icmbridge.codec.tiling` (None: automatic, 0: whole image, N: pixels).
+    """
     if x.dim() != 4 or x.shape[0] != 1:
         raise BitstreamError(f"encode takes a single image (1, 3, H, W), got {tuple(x.shape)}")
     height, width = x.shape[-2:]
@@ -165,7 +168,7 @@ def encode(codec: ICMCodec, x: Tensor) -> bytes:
             f"image {width}x{height} exceeds {limit} pixels once padded to the codec's factor "
             "64 (raise ICMBRIDGE_MAX_PIXELS)"
         )
-    out = codec.compress(x)
+    out = codec.compress(x, tile=tile)
     y_strings, z_strings = out["strings"]
     return pack((height, width, fingerprint(codec)), z_strings[0], y_strings[0])
 
@@ -180,8 +183,14 @@ def _bounded_string(string: bytes, symbols: int) -> bytes:
     return string + bytes(4 * (2 * symbols + 4 * len(string) + 4))
 
 
-def decode(codec: ICMCodec, data: bytes) -> Tensor:
-    """Decode a bitstream into a ``(1, 3, H, W)`` float image in [0, 1]."""
+def decode(
+    codec: ICMCodec, data: bytes, tile: int | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Decode a bitstream into a ``(1, 3, H, W)`` image: float in [0, 1], or uint8 (rounded).
+
+    ``tile`` as in :func:`encode`; the bitstream does not depend on it, the pixels only by float
+    summation order (at most one grey level).
+    """
     header = parse_header(data)
     expected = fingerprint(codec)
     if header.fingerprint != expected:
@@ -196,8 +205,10 @@ def decode(codec: ICMCodec, data: bytes) -> Tensor:
     n_z = codec.config.N * zh * zw
     n_y = codec.config.M * zh * 4 * zw * 4
     strings = [[_bounded_string(y_string, n_y)], [_bounded_string(z_string, n_z)]]
-    x_hat = codec.decompress(strings, (zh, zw), out_hw=(header.height, header.width))["x_hat"]
-    return x_hat.to("cpu", torch.float32)
+    x_hat = codec.decompress(
+        strings, (zh, zw), out_hw=(header.height, header.width), tile=tile, dtype=dtype
+    )["x_hat"]
+    return x_hat.to("cpu")
 
 
 def bits_per_pixel(data: bytes) -> float:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from icmbridge.codec.tiling import AUTO_TILE_ABOVE, DEFAULT_TILE
 from icmbridge.errors import InputError
 
 
@@ -21,6 +22,28 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)"
     )
+    p.add_argument(
+        "--tile",
+        type=_tile_setting,
+        default=None,
+        metavar="PIXELS|off",
+        help="run the transforms over tiles of this many pixels (a multiple of 16) so memory "
+        "stays bounded; 'off' codes the whole image at once. Default: tiles of "
+        f"{DEFAULT_TILE} above {AUTO_TILE_ABOVE / 1e6:.1f} MP. Bitstreams do not depend on it",
+    )
+
+
+def _tile_setting(value: str) -> int:
+    if value.lower() in ("off", "0", "none"):
+        return 0
+    try:
+        tile = int(value)
+    except ValueError:
+        msg = f"expected a number of pixels or 'off', got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if tile < 64 or tile % 16:
+        raise argparse.ArgumentTypeError(f"tile must be a multiple of 16 and >= 64, got {tile}")
+    return tile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,12 +123,12 @@ def run_compress(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     output = Path(args.output) if args.output else Path(args.image).with_suffix(".icmb")
     check_output_path(output)
-    x, notes = load_image(args.image, max_pixels=bitstream.max_pixels())
+    x, notes = load_image(args.image, max_pixels=bitstream.max_pixels(), as_uint8=True)
     for note in notes:
         print(f"note: {args.image}: {note}", file=sys.stderr)
     codec = load_codec(args.model)
     start = time.perf_counter()
-    data = bitstream.encode(codec, x)
+    data = bitstream.encode(codec, x, tile=args.tile)
     elapsed = time.perf_counter() - start
     atomic_write_bytes(output, data)
     h, w = x.shape[-2:]
@@ -129,7 +152,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     header = bitstream.parse_header(data)
     codec = load_codec(args.model)
     start = time.perf_counter()
-    x_hat = bitstream.decode(codec, data)
+    x_hat = bitstream.decode(codec, data, tile=args.tile, dtype=torch.uint8)
     elapsed = time.perf_counter() - start
     save_image(x_hat, output)
     print(

@@ -35,6 +35,13 @@ from compressai.models.base import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from icmbridge.codec.rans import decode_latent, encode_latent
+from icmbridge.codec.tiling import (
+    resolve_tile,
+    tiled_analysis,
+    tiled_synthesis,
+    tiled_upsampling,
+)
 from icmbridge.errors import InputError
 
 # Scale table of bmshj2018 (CompressAI's default): 64 log-spaced scales in [0.11, 256].
@@ -116,6 +123,14 @@ class ICMCodec(CompressionModel):
 
     downsampling = 64  # g_a (16) × h_a (4)
     upsampling = 16  # total stride of g_s, the period of its checkerboard
+    #: Halos (in latents) that make tiled transforms exact: a latent sees pixels within ±30 of its
+    #: 16-pixel cell (4 × k5 s2), a decoded pixel sees latents within ±2 cells.
+    analysis_halo = 2
+    synthesis_halo = 2
+    #: The hyper-synthesis runs over tiles of this many ẑ cells (1024 pixels) with a 2-cell halo,
+    #: always: images up to 1024 pixels a side see one tile, i.e. the whole-image computation.
+    hyper_tile = 16
+    hyper_halo = 2
     #: CPU threads of the synthesis transform when decoding bitstreams: a fixed number makes the
     #: decoded pixels identical whatever the caller's thread setting or batch (None: don't fix).
     decode_threads: int | None = 2
@@ -263,28 +278,59 @@ class ICMCodec(CompressionModel):
         if not self.ready_to_code():
             self.update(force=True)
 
-    def _coding_scales(self, z_hat: Tensor) -> Tensor:
-        """σ̂ = h_s(ẑ) in float64 on the CPU: the indices must be identical on every decoder."""
+    def _coding_indexes(self, z_hat: Tensor) -> Tensor:
+        """CDF table indexes of ŷ from ẑ, via σ̂ = h_s(ẑ) in float64 on the CPU.
+
+        float64 makes the indexes identical on every decoder (no flip at a table boundary from a
+        float32 summation order). h_s runs over fixed tiles of ẑ with an exact halo, whatever
+        the image tile setting, so encoder and decoder compute alike and a 50 MP image never
+        holds float64 scales (or their im2col buffers) whole.
+        """
         # The float64 copy is rebuilt only when h_s's weights change (tracked by version counters).
         key = tuple((p.data_ptr(), p._version) for p in self.h_s.parameters())
         cached = self.__dict__.get("_h_s64")
         if cached is None or cached[0] != key:
             h_s64 = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64)
             self.__dict__["_h_s64"] = cached = (key, h_s64)
-        return cached[1](z_hat.to(device="cpu", dtype=torch.float64))
+        stride = self.downsampling // self.upsampling
+        zh, zw = z_hat.shape[-2:]
+        return tiled_upsampling(
+            cached[1],
+            z_hat.to(device="cpu", dtype=torch.float64),
+            (zh * stride, zw * stride),
+            self.config.M,
+            stride,
+            self.hyper_tile,
+            self.hyper_halo,
+            torch.int32,
+            finish=self.gaussian_conditional.build_indexes,
+        )
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> dict[str, object]:
-        """Code a batch of images ``(B, 3, H, W)`` in [0, 1] to rANS strings."""
-        check_image_tensor(x)
+    def compress(self, x: Tensor, tile: int | None = None) -> dict[str, object]:
+        """Code a batch of images ``(B, 3, H, W)`` to rANS strings.
+
+        ``x`` is float in [0, 1] or uint8 (read as value / 255, so a big image need not exist as
+        floats). ``tile`` runs the analysis transform over tiles (see :mod:`.tiling`; None:
+        automatic above a size, 0: whole image); the bitstream does not depend on it.
+        """
+        check_image_tensor(x, allow_uint8=True)
         self._ensure_ready()
-        x_pad = pad_to_multiple(x, self.downsampling)
-        y = self.g_a(x_pad)
+        h, w = x.shape[-2:]
+        zh, zw = self.latent_shape(h, w)
+        stride = self.upsampling
+        grid = (zh * self.downsampling // stride, zw * self.downsampling // stride)
+        tile_latents = resolve_tile(tile, (grid[0] * stride, grid[1] * stride), stride)
+        device = next(self.g_a.parameters()).device
+        y = tiled_analysis(
+            self.g_a, x, grid, self.config.M, stride, tile_latents, self.analysis_halo, device
+        )
         z = self.h_a(torch.abs(y))
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
-        indexes = self.gaussian_conditional.build_indexes(self._coding_scales(z_hat))
-        y_strings = self.gaussian_conditional.compress(y.cpu(), indexes)
+        indexes = self._coding_indexes(z_hat)
+        del z_hat
+        y_strings = encode_latent(self.gaussian_conditional, y.cpu(), indexes)
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
 
     @torch.no_grad()
@@ -293,24 +339,44 @@ class ICMCodec(CompressionModel):
         strings: list[list[bytes]],
         shape: tuple[int, int],
         out_hw: tuple[int, int] | None = None,
+        tile: int | None = None,
+        dtype: torch.dtype = torch.float32,
     ) -> dict[str, Tensor]:
-        """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding."""
+        """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding.
+
+        ``tile`` as in :meth:`compress`; ``dtype`` float32 (in [0, 1]) or uint8 (rounded to
+        nearest, written tile by tile).
+        """
         self._ensure_ready()
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        indexes = self.gaussian_conditional.build_indexes(self._coding_scales(z_hat))
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, torch.float32)
+        indexes = self._coding_indexes(z_hat)
+        y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)
+        del indexes
+        stride = self.upsampling
+        if out_hw is None:
+            out_hw = (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride)
+        tile_latents = resolve_tile(
+            tile, (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride), stride
+        )
         device = next(self.g_s.parameters()).device
-        if device.type == "cpu" and self.decode_threads is not None:
-            # oneDNN's transposed convolutions sum in a thread-count dependent order; one image
-            # at a time on a fixed number of threads gives the same pixels in every setting.
-            with fixed_threads(self.decode_threads):
-                x_hat = torch.cat([self.g_s(y_hat[i : i + 1]) for i in range(len(y_hat))])
-        else:
-            x_hat = self.g_s(y_hat.to(device))
-        x_hat = x_hat.clamp_(0, 1)
-        if out_hw is not None:
-            x_hat = x_hat[..., : out_hw[0], : out_hw[1]]
-        return {"x_hat": x_hat}
+        images = []
+        # oneDNN's transposed convolutions sum in a thread-count dependent order; one image (and
+        # one tile) at a time on a fixed number of threads gives the same pixels in every setting.
+        fixed = device.type == "cpu" and self.decode_threads is not None
+        with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
+            for i in range(len(y_hat)):
+                images.append(
+                    tiled_synthesis(
+                        self.g_s,
+                        y_hat[i : i + 1].to(device),
+                        out_hw,
+                        stride,
+                        tile_latents,
+                        self.synthesis_halo,
+                        dtype,
+                    )
+                )
+        return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial shape of ẑ for an image of ``height × width``."""
@@ -338,10 +404,12 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
-def check_image_tensor(x: Tensor) -> None:
+def check_image_tensor(x: Tensor, allow_uint8: bool = False) -> None:
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise InputError(f"expected an image batch of shape (B, 3, H, W), got {shape}")
+    if allow_uint8 and x.dtype == torch.uint8:
+        return
     if not x.is_floating_point():
         raise InputError(f"expected a float image in [0, 1], got dtype {x.dtype}")
     if x.numel() and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
