@@ -1,23 +1,36 @@
-"""Encode/decode time of icmbridge's codec against CompressAI's bmshj2018_hyperprior.
+"""Encode/decode time of icmbridge's codec against CompressAI's own coding of the same weights.
 
-Same N and M (ours: the shipped ``base`` sizes, or the ``cpu`` configuration until it exists;
-CompressAI's with random weights and ``update(force=True)``), the same 512×512 photo, the same
-threads, interleaved repetitions, medians. Ours goes through the full container path (header,
-fingerprint, checksum, float64 scale path); CompressAI's through ``compress``/``decompress``.
+The peer is CompressAI's ``ScaleHyperprior`` (bmshj2018-hyperprior) of the same N and M with our
+shipped ``base`` weights loaded into it (the module names and layers are the same), so both code
+the same image with the same transforms and CDF tables. Ours goes through the full container
+path (header, fingerprint, checksum, float64 scale path, tiling, chunked rANS); CompressAI's
+through ``compress`` / ``decompress``. Repetitions are interleaved (ours, peer, ours, ...) and
+medians compared, so machine noise hits both alike; ``--runs`` repeats the whole measurement.
 
-    python benchmarks/codec_speed.py [--reps 7] [--threads 2] [--json]
+It also reports how close the synthesis transform runs to the machine: its achieved GFLOP/s
+(FLOPs counted from the layer shapes) against a dense float32 matmul measured on the same
+threads, the practical ceiling for convolution arithmetic here.
+
+    python benchmarks/codec_speed.py [--runs 3] [--reps 9] [--threads 2] [--device cpu|cuda]
+                                     [--out results/codec_speed.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
-from compressai.zoo import bmshj2018_hyperprior
+from compressai.layers import GDN
+from compressai.models import ScaleHyperprior
 from skimage import data
+from torch import nn
 
 from icmbridge.codec import bitstream
 from icmbridge.codec.model import CONFIGS, ICMCodec
@@ -25,61 +38,161 @@ from icmbridge.codec.store import available_models, load_codec
 from icmbridge.imageio import array_to_tensor
 
 
-def _time(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def run(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    return run
+
+
+def synthesis_flops(g_s: nn.Module, y_hat: torch.Tensor) -> float:
+    """Multiply-adds × 2 of ``g_s`` on ``y_hat``, counted from each layer's shapes."""
+    total = 0.0
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        x = inputs[0]
+        if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters k² × C_out
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += 2 * x.shape[1] * module.out_channels * k * x.shape[-2] * x.shape[-1]
+        elif isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += 2 * x.shape[1] * module.out_channels * k * output.shape[-2] * output.shape[-1]
+        elif isinstance(module, GDN):  # 1×1 conv over channels, then square, root, multiply
+            c, pixels = x.shape[1], x.shape[-2] * x.shape[-1]
+            total += (2 * c * c + 3 * c) * pixels
+
+    handles = [m.register_forward_hook(hook) for m in g_s.modules() if m is not g_s]
+    try:
+        with torch.no_grad():
+            g_s(y_hat)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 7) -> float:
+    """Dense float32 matmul throughput on this device and thread setting (GFLOP/s)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    timer = _timer(device)
+    timer(lambda: a @ b)
+    return 2 * n**3 / statistics.median(timer(lambda: a @ b) for _ in range(reps)) / 1e9
+
+
+def measure(ours: ICMCodec, peer: ScaleHyperprior, x: torch.Tensor, reps: int, device) -> dict:
+    timer = _timer(device)
+    with torch.no_grad():
+        ours_bytes = bitstream.encode(ours, x)
+        peer_out = peer.compress(x.to(device))
+        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches
+            bitstream.decode(ours, bitstream.encode(ours, x))
+            peer.decompress(peer.compress(x.to(device))["strings"], peer_out["shape"])
+        times: dict[str, list[float]] = {
+            k: [] for k in ("ours_enc", "peer_enc", "ours_dec", "peer_dec")
+        }
+        for _ in range(reps):
+            times["ours_enc"].append(timer(lambda: bitstream.encode(ours, x)))
+            times["peer_enc"].append(timer(lambda: peer.compress(x.to(device))))
+            times["ours_dec"].append(timer(lambda: bitstream.decode(ours, ours_bytes)))
+            times["peer_dec"].append(
+                timer(lambda: peer.decompress(peer_out["strings"], peer_out["shape"]))
+            )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    header = bitstream.parse_header(ours_bytes)
+    y_ours = ours_bytes[bitstream.HEADER_SIZE + header.z_length : -bitstream.CRC_SIZE]
+    return {
+        **{f"{k}_s": round(v, 4) for k, v in med.items()},
+        "encode_ratio": round(med["ours_enc"] / med["peer_enc"], 3),
+        "decode_ratio": round(med["ours_dec"] / med["peer_dec"], 3),
+        "images_per_s": {k: round(1 / v, 2) for k, v in med.items()},
+        "same_latent_string": y_ours == peer_out["strings"][0][0],
+        "bytes_ours_with_container": len(ours_bytes),
+        "bytes_peer_payload": sum(len(s[0]) for s in peer_out["strings"]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=3, help="independent interleaved runs")
+    parser.add_argument("--reps", type=int, default=9, help="repetitions per run (medians)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--size", type=int, default=512, help="square crop of the test photo")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where transforms run")
+    parser.add_argument("--out", default="results/codec_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
-    ours: ICMCodec = (
-        load_codec("base") if "base" in available_models() else ICMCodec(CONFIGS["cpu"]).eval()
-    )
-    n, m = ours.config.N, ours.config.M
-    peer = bmshj2018_hyperprior(quality=1, pretrained=False).eval()
-    if (n, m) != (peer.N, peer.M):  # the zoo fixes sizes per quality; build the same sizes
-        from compressai.models import ScaleHyperprior
+    ours = load_codec("base") if "base" in available_models() else ICMCodec(CONFIGS["cpu"])
+    ours = ours.eval()
+    if not ours.ready_to_code():
+        ours.update(force=True)
+    peer = ScaleHyperprior(N=ours.config.N, M=ours.config.M).eval()
+    peer.load_state_dict(ours.state_dict())  # same weights and CDF tables
+    ours, peer = ours.to(device), peer.to(device)
+    if device.type == "cuda":
+        ours.decode_threads = None
+    photo = data.astronaut()
+    x = array_to_tensor(photo[: args.size, : args.size])
 
-        peer = ScaleHyperprior(N=n, M=m).eval()
-    peer.update(force=True)
-    x = array_to_tensor(data.astronaut()[:512, :512])
+    runs = [measure(ours, peer, x, args.reps, device) for _ in range(args.runs)]
+    for i, r in enumerate(runs, 1):
+        print(
+            f"run {i}: encode {r['ours_enc_s']:.4f} s vs {r['peer_enc_s']:.4f} s "
+            f"(ratio {r['encode_ratio']:.3f}), decode {r['ours_dec_s']:.4f} s vs "
+            f"{r['peer_dec_s']:.4f} s (ratio {r['decode_ratio']:.3f})",
+            flush=True,
+        )
 
+    # How close the synthesis transform runs to the hardware.
     with torch.no_grad():
-        ours_bytes = bitstream.encode(ours, x)
-        peer_out = peer.compress(x)
-        times: dict[str, list[float]] = {
-            k: [] for k in ("ours_enc", "ours_dec", "peer_enc", "peer_dec")
-        }
-        for _ in range(args.reps):
-            times["ours_enc"].append(_time(lambda: bitstream.encode(ours, x)))
-            times["peer_enc"].append(_time(lambda: peer.compress(x)))
-            times["ours_dec"].append(_time(lambda: bitstream.decode(ours, ours_bytes)))
-            times["peer_dec"].append(
-                _time(lambda: peer.decompress(peer_out["strings"], peer_out["shape"]))
-            )
-    med = {k: statistics.median(v) for k, v in times.items()}
+        y_hat = torch.round(ours.g_a(x.to(device)))
+    flops = synthesis_flops(ours.g_s, y_hat)
+    timer = _timer(device)
+    with torch.no_grad():
+        layout = torch.channels_last
+        ys = y_hat.contiguous(memory_format=layout)
+        timer(lambda: ours.g_s(ys))
+        g_s_time = statistics.median(timer(lambda: ours.g_s(ys)) for _ in range(args.reps))
+    achieved = flops / g_s_time / 1e9
+    peak = matmul_gflops(device)
     result = {
-        "N": n,
-        "M": m,
+        "benchmark": "codec_speed",
+        "N": ours.config.N,
+        "M": ours.config.M,
+        "image": f"astronaut {x.shape[-1]}x{x.shape[-2]}",
         "threads": args.threads,
+        "device": str(device),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "reps": args.reps,
-        "image": "astronaut 512x512",
-        **{f"{k}_s": round(v, 4) for k, v in med.items()},
-        "encode_ratio": round(med["ours_enc"] / med["peer_enc"], 3),
-        "decode_ratio": round(med["ours_dec"] / med["peer_dec"], 3),
+        "runs": runs,
+        "encode_ratio_median": statistics.median(r["encode_ratio"] for r in runs),
+        "decode_ratio_median": statistics.median(r["decode_ratio"] for r in runs),
+        "synthesis": {
+            "gflop": round(flops / 1e9, 3),
+            "seconds": round(g_s_time, 4),
+            "achieved_gflops": round(achieved, 1),
+            "matmul_gflops": round(peak, 1),
+            "fraction_of_matmul": round(achieved / peak, 3),
+        },
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:>14}: {v}")
+    print(
+        f"synthesis: {flops / 1e9:.2f} GFLOP in {g_s_time:.4f} s = {achieved:.1f} GFLOP/s; "
+        f"dense matmul {peak:.1f} GFLOP/s ({achieved / peak:.0%})"
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.rans import bounded_string
 from icmbridge.errors import BitstreamError, ModelMismatchError
 
 MAGIC = b"ICMB"
@@ -40,9 +41,10 @@ HEADER_SIZE = _HEADER.size
 CRC_SIZE = 4
 OVERHEAD = HEADER_SIZE + CRC_SIZE
 
-#: Largest image (in pixels) a header may announce; decoding memory grows with it. Override with
-#: the environment variable ``ICMBRIDGE_MAX_PIXELS``.
-DEFAULT_MAX_PIXELS = 4096 * 4096
+#: Largest image (in pixels) a header may announce. Tiled decoding keeps memory to ~20 bytes per
+#: pixel above the interpreter's own, so 64 MP fit in ~2 GB. Override with the environment
+#: variable ``ICMBRIDGE_MAX_PIXELS``.
+DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 def max_pixels() -> int:
@@ -173,16 +175,6 @@ def encode(codec: ICMCodec, x: Tensor, tile: int | None = None) -> bytes:
     return pack((height, width, fingerprint(codec)), z_strings[0], y_strings[0])
 
 
-def _bounded_string(string: bytes, symbols: int) -> bytes:
-    """Pad a rANS string with zero words so that no corrupt stream can read past its end.
-
-    CompressAI's decoder does not bounds-check its input. Each symbol reads at most one 32-bit
-    word to renormalise, plus bypass-coded words bounded by the string's own length; after the
-    real data, zero words end any bypass run.
-    """
-    return string + bytes(4 * (2 * symbols + 4 * len(string) + 4))
-
-
 def decode(
     codec: ICMCodec, data: bytes, tile: int | None = None, dtype: torch.dtype = torch.float32
 ) -> Tensor:
@@ -202,9 +194,8 @@ def decode(
     zh, zw = codec.latent_shape(header.height, header.width)
     z_string = data[HEADER_SIZE : HEADER_SIZE + header.z_length]
     y_string = data[HEADER_SIZE + header.z_length : HEADER_SIZE + header.z_length + header.y_length]
-    n_z = codec.config.N * zh * zw
-    n_y = codec.config.M * zh * 4 * zw * 4
-    strings = [[_bounded_string(y_string, n_y)], [_bounded_string(z_string, n_z)]]
+    # ẑ goes through CompressAI's own decoder: bound it here; ŷ's decoder bounds its string.
+    strings = [[y_string], [bounded_string(z_string, codec.config.N * zh * zw)]]
     x_hat = codec.decompress(
         strings, (zh, zw), out_hw=(header.height, header.width), tile=tile, dtype=dtype
     )["x_hat"]

@@ -31,6 +31,21 @@ def _add_model(p: argparse.ArgumentParser) -> None:
         "stays bounded; 'off' codes the whole image at once. Default: tiles of "
         f"{DEFAULT_TILE} above {AUTO_TILE_ABOVE / 1e6:.1f} MP. Bitstreams do not depend on it",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the transforms run (cpu, cuda, cuda:1); entropy coding stays on the CPU",
+    )
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here")
+    return device
 
 
 def _tile_setting(value: str) -> int:
@@ -126,7 +141,7 @@ def run_compress(args: argparse.Namespace) -> int:
     x, notes = load_image(args.image, max_pixels=bitstream.max_pixels(), as_uint8=True)
     for note in notes:
         print(f"note: {args.image}: {note}", file=sys.stderr)
-    codec = load_codec(args.model)
+    codec = load_codec(args.model).to(_device(args.device))
     start = time.perf_counter()
     data = bitstream.encode(codec, x, tile=args.tile)
     elapsed = time.perf_counter() - start
@@ -150,7 +165,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     check_output_path(output)
     data = _read_bitstream(args.file)
     header = bitstream.parse_header(data)
-    codec = load_codec(args.model)
+    codec = load_codec(args.model).to(_device(args.device))
     start = time.perf_counter()
     x_hat = bitstream.decode(codec, data, tile=args.tile, dtype=torch.uint8)
     elapsed = time.perf_counter() - start

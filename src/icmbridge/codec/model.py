@@ -304,6 +304,7 @@ class ICMCodec(CompressionModel):
             self.hyper_halo,
             torch.int32,
             finish=self.gaussian_conditional.build_indexes,
+            channels_last=False,  # the float64 path stays the computation every decoder does
         )
 
     @torch.no_grad()

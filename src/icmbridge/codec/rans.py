@@ -59,13 +59,29 @@ def encode_latent(gc: GaussianConditional, y: Tensor, indexes: Tensor) -> list[b
     return strings
 
 
+def bounded_string(string: bytes, symbols: int) -> bytes:
+    """Pad a rANS string with zero words so that no corrupt stream can read past its end.
+
+    CompressAI's decoder does not bounds-check its input. Each symbol reads at most one 32-bit
+    word to renormalise, plus bypass-coded words bounded by the string's own length; after the
+    real data, zero words end any bypass run.
+    """
+    return string + bytes(4 * (2 * symbols + 4 * len(string) + 4))
+
+
 def decode_latent(gc: GaussianConditional, strings: list[bytes], indexes: Tensor) -> Tensor:
-    """ŷ (float32, on the CPU) from strings of :func:`encode_latent`; ``gc.decompress``'s result."""
+    """ŷ (float32, on the CPU) from strings of :func:`encode_latent`; ``gc.decompress``'s result.
+
+    Safe on corrupt strings: each is padded (:func:`bounded_string`) before decoding, and the
+    padded copy is dropped as soon as the coder holds its own.
+    """
     cdfs, lengths, offsets = _tables(gc)
     out = torch.empty(indexes.shape, dtype=torch.float32)
     for i, string in enumerate(strings):
         decoder = RansDecoder()
-        decoder.set_stream(string)
+        padded = bounded_string(string, indexes[i].numel())
+        decoder.set_stream(padded)
+        del padded
         for c0, c1 in _channel_chunks(tuple(indexes.shape[1:])):
             values = decoder.decode_stream(
                 indexes[i, c0:c1].int().reshape(-1).tolist(), cdfs, lengths, offsets
