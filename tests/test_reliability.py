@@ -164,11 +164,11 @@ def test_exif_orientation_applied(tmp_path, tiny_model_dir, astronaut) -> None:
 
 def test_huge_image_refused_before_decoding(tmp_path, tiny_model_dir, capsys) -> None:
     src = tmp_path / "huge.png"
-    Image.new("RGB", (8192, 8192), (10, 20, 30)).save(src)
+    Image.new("RGB", (8256, 8192), (10, 20, 30)).save(src)  # one 64-pixel column over 8192²
     out = tmp_path / "h.icmb"
     assert main(["compress", str(src), "-o", str(out), "--model", str(tiny_model_dir)]) == 2
     err = capsys.readouterr().err
-    assert "8192x8192" in err and "ICMBRIDGE_MAX_PIXELS" in err
+    assert "8256x8192" in err and "ICMBRIDGE_MAX_PIXELS" in err
     assert not out.exists()
 
 

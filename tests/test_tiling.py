@@ -210,3 +210,18 @@ def test_cli_tile_option(tmp_path, astronaut) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["compress", str(src), "--tile", "50"])
     assert exc.value.code == 2
+
+
+def test_cli_device_refused_clearly(tmp_path, astronaut, capsys) -> None:
+    from PIL import Image
+
+    from icmbridge.cli import main
+
+    src = tmp_path / "a.png"
+    Image.fromarray(astronaut[:64, :64]).save(src)
+    assert main(["compress", str(src), "--device", "abacus"]) == 2
+    assert "unknown device 'abacus'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["compress", str(src), "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "a.icmb").exists()
