@@ -216,3 +216,36 @@ def test_two_process_ddp_finetune_matches_single_process(tmp_path, tiny_model_di
     step = torch.cat([(a[k] - base[k]).flatten() for k in keys]).norm()
     gap = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
     assert gap < 0.02 * step, (gap.item(), step.item())
+
+
+def test_latent_conditioned_discriminator_uses_the_latent() -> None:
+    from icmbridge.gan import LatentConditionedDiscriminator, latent_patches
+
+    torch.manual_seed(0)
+    disc = LatentConditionedDiscriminator(24, 4, ndf=8, n_layers=2, norm="spectral").eval()
+    y_hat = torch.round(torch.randn(2, 24, 4, 4) * 2)
+    boxes = torch.tensor([[[0, 0], [16, 8]], [[32, 32], [5, 40]]])
+    lat = latent_patches(y_hat, 16, boxes, 24)
+    assert lat.shape == (4, 24, 24, 24)
+    # nearest upsampling: the patch at (16, 8) of image 0 starts in latent cell (1, 0)
+    assert torch.equal(lat[1, :, 0, 0], y_hat[0, :, 1, 0])
+    assert torch.equal(lat[1, :, 0, 8], y_hat[0, :, 1, 1])
+    x = torch.rand(4, 3, 24, 24)
+    out = disc(x, lat)
+    assert not torch.allclose(out, disc(x, torch.zeros_like(lat)))  # the latent matters
+    out.sum().backward()
+    assert disc.project[0].weight.grad.abs().sum() > 0  # and D learns how to read it
+    with pytest.raises(InputError, match="needs ŷ"):
+        disc(x)
+
+
+def test_finetune_with_latent_conditioned_discriminator(tmp_path, tiny_model_dir, photo) -> None:
+    run = tmp_path / "cond"
+    args = ["finetune", "--base", str(tiny_model_dir), "--steps", "2", "--checkpoint-every", "1"]
+    assert main([*args, "--out", str(run), "--d-cond", "latent", *QUICK]) == 0
+    ckpt = Checkpoints(run).last
+    state = torch.load(ckpt / "training_state.pt", weights_only=False)
+    assert any(k.startswith("project.") for k in state["discriminator"])
+    base, human = load_codec(tiny_model_dir), load_codec(run)
+    assert bitstream.encode(human, photo) == bitstream.encode(base, photo)
+    assert main(["finetune", "--out", str(run), "--resume", "--steps", "3"]) == 0

@@ -1,8 +1,10 @@
 """PatchGAN finetuning building blocks: discriminator, adversarial losses, paired patch sampling."""
 
 from icmbridge.gan.discriminator import (
+    LatentConditionedDiscriminator,
     PatchDiscriminator,
     init_weights_normal,
+    latent_patches,
     min_input_size,
     output_size,
     receptive_field,
@@ -12,10 +14,12 @@ from icmbridge.gan.patches import extract_patches, paired_patches, sample_patch_
 
 __all__ = [
     "GANLoss",
+    "LatentConditionedDiscriminator",
     "PatchDiscriminator",
     "extract_patches",
     "gradient_penalty",
     "init_weights_normal",
+    "latent_patches",
     "min_input_size",
     "output_size",
     "paired_patches",

@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from icmbridge.errors import InputError
+from icmbridge.gan.patches import extract_patches
 
 Norm = Literal["batch", "instance", "spectral", "none"]
 NORMS: tuple[str, ...] = ("batch", "instance", "spectral", "none")
@@ -143,6 +144,46 @@ class PatchDiscriminator(nn.Module):
         elif cond is not None:
             raise InputError("cond given to an unconditional discriminator (cond_channels=0)")
         return self.model(x)
+
+
+class LatentConditionedDiscriminator(nn.Module):
+    """A PatchGAN that also sees the decoded latent ŷ under each patch (HiFiC, MS-ILLM).
+
+    Unconditioned, D can only ask "does this look like a photo?"; the MSE-optimal answer to a
+    coarse latent grid (a blurry block lattice) can pass that test. Given ŷ, D can ask "is this
+    the photo *these latents* describe?", which is where the lattice shows. ŷ enters through a
+    learned 1×1 projection to ``cond_channels`` (D's own parameter), upsampled nearest to pixels.
+    ``forward(patches, latent_patches)`` takes ŷ already upsampled and cut at the patch boxes
+    (:func:`latent_patches`): a 1×1 projection commutes with nearest upsampling.
+    """
+
+    def __init__(self, latent_channels: int, cond_channels: int = 12, **kwargs: object) -> None:
+        super().__init__()
+        if latent_channels < 1 or cond_channels < 1:
+            raise InputError(
+                f"invalid conditioning sizes: latent {latent_channels}, cond {cond_channels}"
+            )
+        self.project = nn.Sequential(
+            nn.Conv2d(latent_channels, cond_channels, kernel_size=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.disc = PatchDiscriminator(cond_channels=cond_channels, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def receptive_field(self) -> int:
+        return self.disc.receptive_field
+
+    def forward(self, x: Tensor, latent: Tensor | None = None) -> Tensor:
+        if latent is None or latent.dim() != 4:
+            got = None if latent is None else tuple(latent.shape)
+            raise InputError(f"a latent-conditioned discriminator needs ŷ patches, got {got}")
+        return self.disc(x, self.project(latent.to(x.dtype)))
+
+
+def latent_patches(y_hat: Tensor, stride: int, boxes: Tensor, patch_size: int) -> Tensor:
+    """ŷ upsampled nearest by ``stride`` and cut at ``boxes`` like the image patches."""
+    up = F.interpolate(y_hat, scale_factor=stride, mode="nearest")
+    return extract_patches(up, boxes, patch_size)
 
 
 @torch.no_grad()

@@ -161,6 +161,13 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
         choices=["batch", "instance", "spectral", "none"],
         help="discriminator normalisation",
     )
+    p.add_argument(
+        "--d-cond",
+        choices=["none", "latent"],
+        help="latent: D also sees the decoded latent ŷ under each patch (HiFiC / MS-ILLM), so "
+        "it can judge whether a patch fits its latents, not only whether it looks natural",
+    )
+    p.add_argument("--d-cond-channels", type=int, help="channels ŷ is projected to for D")
     p.add_argument("--ndf", type=int, help="discriminator base width")
     p.add_argument("--d-layers", type=int, help="discriminator strided layers")
     p.add_argument("--d-steps", type=int, help="discriminator updates per generator update")

@@ -30,7 +30,14 @@ from icmbridge.codec.bitstream import fingerprint
 from icmbridge.codec.model import ICMCodec
 from icmbridge.codec.store import load_codec
 from icmbridge.errors import InputError
-from icmbridge.gan import GANLoss, PatchDiscriminator, extract_patches, init_weights_normal
+from icmbridge.gan import (
+    GANLoss,
+    LatentConditionedDiscriminator,
+    PatchDiscriminator,
+    extract_patches,
+    init_weights_normal,
+    latent_patches,
+)
 from icmbridge.gan.losses import r1_penalty
 from icmbridge.gan.patches import sample_patch_boxes
 from icmbridge.train import runtime as rtm
@@ -60,6 +67,8 @@ class FinetuneConfig:
     task_weights: str | None = None
     gan_mode: str = "lsgan"
     d_norm: str = "batch"
+    d_cond: str = "none"  # or "latent": D also sees ŷ under each patch (HiFiC / MS-ILLM)
+    d_cond_channels: int = 12
     ndf: int = 64
     d_layers: int = 3
     d_steps: int = 1  # discriminator updates per generator update
@@ -106,6 +115,10 @@ class FinetuneConfig:
             raise InputError(
                 "--patches, --steps, --batch-size, --d-steps, --checkpoint-every must be ≥ 1"
             )
+        if self.d_cond not in ("none", "latent"):
+            raise InputError(f"--d-cond must be none or latent, got {self.d_cond!r}")
+        if self.d_cond_channels < 1:
+            raise InputError(f"--d-cond-channels must be ≥ 1, got {self.d_cond_channels}")
         if self.gan_mode not in ("lsgan", "vanilla", "hinge"):
             raise InputError(f"--gan-mode must be lsgan, vanilla or hinge, got {self.gan_mode!r}")
 
@@ -197,8 +210,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         codec.to(rt.device).train()
 
         # --- discriminator, losses, data
+        d_sizes = {"ndf": cfg.ndf, "n_layers": cfg.d_layers, "norm": cfg.d_norm}
         disc = init_weights_normal(
-            PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.d_norm)
+            LatentConditionedDiscriminator(codec.config.M, cfg.d_cond_channels, **d_sizes)
+            if cfg.d_cond == "latent"
+            else PatchDiscriminator(**d_sizes)
         ).to(rt.device)
         gan = GANLoss(cfg.gan_mode)
         task = None
@@ -272,12 +288,18 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             ).to(rt.device)
             real = extract_patches(x, boxes, cfg.patch_size)
             fake = extract_patches(x_hat, boxes, cfg.patch_size)
+            # D's extra input, the same for real and fake patches: ŷ under each patch.
+            cond = (
+                (latent_patches(y_hat, codec.upsampling, boxes, cfg.patch_size),)
+                if cfg.d_cond == "latent"
+                else ()
+            )
 
             # --- discriminator
             for _ in range(cfg.d_steps):
                 real_in = real.detach().requires_grad_(cfg.r1 > 0)
-                real_logits = disc_model(real_in)
-                fake_logits = disc_model(fake.detach())
+                real_logits = disc_model(real_in, *cond)
+                fake_logits = disc_model(fake.detach(), *cond)
                 loss_d = gan.discriminator_loss(real_logits, fake_logits)
                 if cfg.r1 > 0:
                     loss_d = loss_d + cfg.r1 * r1_penalty(real_logits, real_in)
@@ -290,7 +312,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             # --- generator (the selected decoder layers)
             for p in disc.parameters():
                 p.requires_grad_(False)
-            adv = gan.generator_loss(disc_model(fake))
+            adv = gan.generator_loss(disc_model(fake, *cond))
             for p in disc.parameters():
                 p.requires_grad_(True)
             mse = F.mse_loss(fake, real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
