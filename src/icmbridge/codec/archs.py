@@ -128,7 +128,7 @@ class CompressAIRecipe(CodecContract):
         """(strings, ŷ) of one image's latent ``y`` (1, M, h, w)."""
         raise NotImplementedError
 
-    def _decode_latent(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -165,7 +165,7 @@ class CompressAIRecipe(CodecContract):
         device = next(self.g_s.parameters()).device  # type: ignore[attr-defined]
         images = []
         for i in range(len(strings[0])):
-            y_hat = self._decode_latent([[s[i]] for s in strings], tuple(shape))
+            y_hat = self.latent_from_strings([[s[i]] for s in strings], tuple(shape))
             hw = out_hw or (y_hat.shape[-2] * self.upsampling, y_hat.shape[-1] * self.upsampling)
             fixed = device.type == "cpu" and self.decode_threads is not None
             with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
@@ -186,7 +186,7 @@ class FactorizedRecipe(CompressAIRecipe):
         y_hat = eb.quantize(y, "dequantize", eb._get_medians().detach())
         return [eb.compress(y)], y_hat
 
-    def _decode_latent(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
         return self.entropy_bottleneck.decompress(strings[0], shape)  # type: ignore
 
 
@@ -207,7 +207,7 @@ class ScaleRecipe(CompressAIRecipe):
         y_hat = torch.round(shifted)
         return [y_strings, z_strings], y_hat if means is None else y_hat + means
 
-    def _decode_latent(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
         means, indexes = self._means_and_indexes(self._hyper_params(strings[1], shape))
         y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)  # type: ignore
         return y_hat if means is None else y_hat + means
@@ -254,7 +254,7 @@ class AutoregressiveRecipe(MeanScaleRecipe):
             )
         return [[string], z_strings], y_hat[..., p : p + h, p : p + w].float()
 
-    def _decode_latent(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
         params = self._hyper_params(strings[1], shape)
         k, p = self._ar_geometry()
         h, w = params.shape[-2:]

@@ -270,6 +270,10 @@ class CodecContract:
         d = self.downsampling
         return (-(-height // d), -(-width // d))
 
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        """ŷ decoded from the strings of one image's :meth:`compress` (the decoder's input)."""
+        raise NotImplementedError
+
     def container_strings(self, strings: list[list[bytes]]) -> tuple[bytes, bytes]:
         """(ẑ string, ŷ string) of a one-image :meth:`compress` result (ẑ empty if none)."""
         if self.hyperprior:
@@ -358,6 +362,16 @@ class ICMCodec(CodecContract, CompressionModel):
         )
         self._frozen_prefixes: tuple[str, ...] = ()
 
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, Tensor]) -> ICMCodec:
+        """A codec with the sizes read from the tensor shapes, holding ``state_dict``."""
+        config = CodecConfig(
+            N=state_dict["g_a.0.weight"].size(0), M=state_dict["g_a.6.weight"].size(0)
+        )
+        codec = cls(config)
+        codec.load_state_dict(state_dict)
+        return codec
+
     # ------------------------------------------------------------------ training path
     def forward(
         self, x: Tensor, sample_seeds: Tensor | None = None
@@ -441,6 +455,14 @@ class ICMCodec(CodecContract, CompressionModel):
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
 
     @torch.no_grad()
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        """ŷ (float32, CPU) decoded from the strings of :meth:`compress`: the decoder's input."""
+        self._ensure_ready()
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        indexes = self._coding_indexes(z_hat)
+        return decode_latent(self.gaussian_conditional, strings[0], indexes)
+
+    @torch.no_grad()
     def decompress(
         self,
         strings: list[list[bytes]],
@@ -455,10 +477,7 @@ class ICMCodec(CodecContract, CompressionModel):
         nearest, written tile by tile).
         """
         self._ensure_ready()
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        indexes = self._coding_indexes(z_hat)
-        y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)
-        del indexes
+        y_hat = self.latent_from_strings(strings, shape)
         stride = self.upsampling
         if out_hw is None:
             out_hw = (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride)
