@@ -229,3 +229,16 @@ def test_user_subclass_import(tmp_path: Path, photo) -> None:
     data = bitstream.encode(codec, photo)
     assert bitstream.parse_header(data).arch == arch
     assert bitstream.decode(codec, data).shape == photo.shape
+
+
+@pytest.mark.parametrize("arch", ["cheng2020-anchor", "mbt2018-mean"])
+def test_train_arch(arch: str, tmp_path: Path, photo) -> None:
+    quick = ["--codec", "tiny", "--crop", "64", "--batch-size", "2", "--data", "photos"]
+    quick += ["--warmup", "1", "--no-tensorboard", "--threads", "1", "--lambda-mse", "0.01"]
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--arch", arch, "--steps", "2", "--checkpoint-every", "2"]
+    assert main([*argv, *quick]) == 0
+    codec = load_codec(run)
+    assert codec.arch == arch and codec.config.N == 16
+    data = bitstream.encode(codec, photo)
+    assert bitstream.decode(codec, data).shape == photo.shape
