@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="skip the rate curves over the shipped rate points (always skipped with --quick)",
     )
+    p.add_argument(
+        "--base",
+        default="base",
+        help="machine codec to demonstrate: a shipped name or a model folder of any "
+        "architecture (e.g. from `icmbridge import`); the shipped human decoders join only "
+        "if they read its bitstreams, the rate curves only for the shipped base",
+    )
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run)
 
@@ -82,6 +89,7 @@ def run_demo(
     n_images: int | None = None,
     finetune_steps: int | None = None,
     curves: bool | None = None,
+    base_model: str = "base",
 ) -> dict[str, Any]:
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
     from icmbridge.baselines.postfilter import PostFilter, search_filter
@@ -100,7 +108,7 @@ def run_demo(
 
     start = time.perf_counter()
     shipped = available_models()
-    if "base" not in shipped:
+    if base_model == "base" and "base" not in shipped:
         raise InputError("the shipped base model is missing from weights/ (see weights/base.md)")
     n_images = n_images or (3 if quick else 8)
     if finetune_steps is None:
@@ -113,8 +121,8 @@ def run_demo(
         _save_png(out / "originals" / f"{s.name}.png", s.image)
 
     # 1. one bitstream per image, from the machine codec's encoder
-    _say(f"[1/5] compressing {len(samples)} images with base → {out / 'bitstreams'}")
-    base = load_codec("base")
+    _say(f"[1/5] compressing {len(samples)} images with {base_model} → {out / 'bitstreams'}")
+    base = load_codec(base_model)
     streams, enc_times = encode_with_model(base, samples)
     (out / "bitstreams").mkdir(exist_ok=True)
     for s, data in zip(samples, streams, strict=True):
@@ -124,19 +132,22 @@ def run_demo(
     decoders = {"base": base}
     for name in ("human", "human-li"):
         if name in shipped:
-            decoders[name] = load_codec(name)
+            decoder = load_codec(name)
+            if bitstream.fingerprint(decoder) == bitstream.fingerprint(base):
+                decoders[name] = decoder
 
     # 2. the method at work: a short live finetune from base
     if finetune_steps:
         from icmbridge.train.finetune import FinetuneConfig, finetune
 
         _say(
-            f"[2/5] live PatchGAN finetune of base's first 2 decoder layers, {finetune_steps} steps"
+            f"[2/5] live PatchGAN finetune of {base_model}'s first 2 decoder layers, "
+            f"{finetune_steps} steps"
         )
         run_dir = out / "live-finetune"
         cfg = FinetuneConfig(
             out=str(run_dir),
-            base="base",
+            base=base_model,
             steps=finetune_steps,
             checkpoint_every=max(finetune_steps, 1),
             tensorboard=False,
@@ -187,7 +198,7 @@ def run_demo(
             _save_png(out / "decoded" / label / f"{c.name}.png", y)
 
     task = build_task("face")
-    rate_points = [m for m in RATE_POINTS if m in shipped]
+    rate_points = [m for m in RATE_POINTS if m in shipped] if base_model == "base" else []
     curve_results = None
     if (not quick if curves is None else curves) and len(rate_points) >= 2:
         from icmbridge.evaluation.curves import run_curves
@@ -212,7 +223,9 @@ def run_demo(
     results: dict[str, Any] = {
         "title": "icmbridge demo",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "icmbridge demo" + (" --quick" if quick else ""),
+        "command": "icmbridge demo"
+        + (" --quick" if quick else "")
+        + (f" --base {base_model}" if base_model != "base" else ""),
         "set": f"faces:test (first {len(samples)})",
         "task": task.name,
         "ground_truth": "annotations",
@@ -295,7 +308,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_demo(Path(args.out), args.quick, args.images, args.finetune_steps, args.curves)
+    results = run_demo(
+        Path(args.out), args.quick, args.images, args.finetune_steps, args.curves, args.base
+    )
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")
     if results.get("report"):

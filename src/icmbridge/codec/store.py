@@ -23,7 +23,8 @@ from icmbridge.utils.atomic import atomic_directory
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "icmbridge-codec"
-FORMAT_VERSION = 1
+#: Newest model-folder format read: 1 = our icm architecture, 2 = any architecture (``arch``).
+FORMAT_VERSION = 2
 
 
 def weights_dir() -> Path:
@@ -126,7 +127,8 @@ def write_model(folder: Path, codec: CodecContract, meta: dict[str, Any] | None 
     save_file(codec_state(codec), str(folder / WEIGHTS_FILE))
     cfg = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        # icm folders stay version 1 (older releases read them); others need this release.
+        "format_version": 1 if codec.arch == "icm" else FORMAT_VERSION,
         "arch": codec.arch,
         "codec": codec.sizes(),
         "meta": meta or {},
