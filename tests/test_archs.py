@@ -242,3 +242,40 @@ def test_train_arch(arch: str, tmp_path: Path, photo) -> None:
     assert codec.arch == arch and codec.config.N == 16
     data = bitstream.encode(codec, photo)
     assert bitstream.decode(codec, data).shape == photo.shape
+
+
+_DECODE_IN_CHILD = """
+import sys, torch
+torch.set_num_threads(1)
+from icmbridge.codec import bitstream
+from icmbridge.codec.store import load_codec
+for folder, path, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    x = bitstream.decode(load_codec(folder), open(path, "rb").read(), dtype=torch.uint8)
+    open(out, "wb").write(x.contiguous().numpy().tobytes())
+"""
+
+
+@pytest.mark.slow
+def test_decoding_bit_exact_across_processes_and_batches(tmp_path: Path, photo) -> None:
+    import subprocess
+    import sys
+
+    other = torch.flip(photo, dims=[-1])
+    args, expected = [], {}
+    for arch in ARCHITECTURES:
+        folder = import_model(arch, tmp_path)
+        codec = load_codec(folder)
+        data = bitstream.encode(codec, photo)
+        (tmp_path / f"{arch}.icmb").write_bytes(data)
+        x = bitstream.decode(codec, data, dtype=torch.uint8)
+        expected[arch] = x.contiguous().numpy().tobytes()
+        args += [str(folder), str(tmp_path / f"{arch}.icmb"), str(tmp_path / f"{arch}.raw")]
+        # a batch of two codes and decodes each image as it does alone
+        batch = codec.compress(torch.cat([photo, other]))
+        alone = codec.compress(photo)
+        assert [s[0] for s in batch["strings"]] == [s[0] for s in alone["strings"]]
+        both = codec.decompress(batch["strings"], batch["shape"], tuple(photo.shape[-2:]))
+        assert torch.equal(both["x_hat"][:1], bitstream.decode(codec, data))
+    subprocess.run([sys.executable, "-c", _DECODE_IN_CHILD, *args], check=True, timeout=600)
+    for arch in ARCHITECTURES:
+        assert (tmp_path / f"{arch}.raw").read_bytes() == expected[arch], arch
