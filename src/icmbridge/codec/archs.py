@@ -24,8 +24,10 @@ decoder:
   decoder input that finetuning must train on.
 
 Images of any size are padded to a multiple of ``downsampling`` by edge replication and cropped
-back. These architectures code the whole image at once: the tiled transforms of :mod:`.tiling`
-(bounded memory) are only wired for ``icm``, whose receptive fields are known exactly.
+back. The four architectures whose ``g_a``/``g_s`` are ICMCodec's 4 × (k5, stride 2) layers
+(bmshj2018-*, mbt2018*) run them over tiles with the same exact 2-latent halos (bounded memory,
+see :mod:`.tiling`); cheng2020's residual/attention transforms code the whole image at once, since
+no exact halo is worked out for them (nor for a user's subclass).
 """
 
 from __future__ import annotations
@@ -62,15 +64,16 @@ from icmbridge.codec.model import (
     pad_to_multiple,
 )
 from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
-from icmbridge.codec.tiling import tiled_analysis, tiled_synthesis
+from icmbridge.codec.tiling import resolve_tile, tiled_analysis, tiled_synthesis
 from icmbridge.errors import InputError
 
 
 class CompressAIRecipe(CodecContract):
     """The contract for a CompressAI model class; a recipe subclass codes one prior family."""
 
-    analysis_halo = None  # no tiling: see the module docstring
-    synthesis_halo = None
+    #: Halos (in latents) of exact tiled transforms; None codes the whole image at once.
+    analysis_halo: int | None = None
+    synthesis_halo: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,13 +105,21 @@ class CompressAIRecipe(CodecContract):
         return out
 
     # ------------------------------------------------------------------ coding path
-    def _analysis(self, x: Tensor) -> Tensor:
-        """y = g_a(pad(x)) for a float or uint8 image, whole-image."""
+    def _tile(self, tile: int | None, padded_hw: tuple[int, int]) -> int:
+        """Tile side in latents for a setting (see :mod:`.tiling`); 0 without known halos."""
+        if self.analysis_halo is None or self.synthesis_halo is None:
+            return 0
+        return resolve_tile(tile, padded_hw, self.upsampling)
+
+    def _analysis(self, x: Tensor, tile: int | None = None) -> Tensor:
+        """y = g_a(pad(x)) for a float or uint8 image, over tiles where the halo is known."""
         h, w = x.shape[-2:]
         d, s = self.downsampling, self.upsampling
         grid = (-(-h // d) * d // s, -(-w // d) * d // s)
+        tiles = self._tile(tile, (grid[0] * s, grid[1] * s))
         device = next(self.g_a.parameters()).device  # type: ignore[attr-defined]
-        return tiled_analysis(self.g_a, x, grid, int(self.M), s, 0, 0, device)  # type: ignore
+        halo = self.analysis_halo or 0
+        return tiled_analysis(self.g_a, x, grid, int(self.M), s, tiles, halo, device)  # type: ignore
 
     def _hyper(self, y: Tensor) -> tuple[list[bytes], Tensor]:
         """ẑ's string and the float64 output of the hyper-synthesis from it (one image)."""
@@ -142,10 +153,11 @@ class CompressAIRecipe(CodecContract):
 
     @torch.no_grad()
     def compress(self, x: Tensor, tile: int | None = None) -> dict[str, Any]:
-        """Code a batch ``(B, 3, H, W)`` (float in [0, 1] or uint8); ``tile`` is ignored."""
+        """Code a batch ``(B, 3, H, W)`` (float in [0, 1] or uint8); ``tile`` as in ICMCodec
+        where the architecture's halos are known (else the whole image at once)."""
         check_image_tensor(x, allow_uint8=True)
         self._ensure_ready()
-        y = self._analysis(x)
+        y = self._analysis(x, tile)
         per_image = [self._encode_latent(y[i : i + 1])[0] for i in range(len(y))]
         strings = [[s[k][0] for s in per_image] for k in range(len(per_image[0]))]
         shape = self.latent_shape(*x.shape[-2:])
@@ -160,17 +172,21 @@ class CompressAIRecipe(CodecContract):
         tile: int | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> dict[str, Tensor]:
-        """Decode strings of :meth:`compress`; ``out_hw`` crops the padding, ``tile`` ignored."""
+        """Decode strings of :meth:`compress`; ``out_hw`` crops the padding; ``tile`` as in
+        :meth:`compress`."""
         self._ensure_ready()
         device = next(self.g_s.parameters()).device  # type: ignore[attr-defined]
         images = []
         for i in range(len(strings[0])):
             y_hat = self.latent_from_strings([[s[i]] for s in strings], tuple(shape))
-            hw = out_hw or (y_hat.shape[-2] * self.upsampling, y_hat.shape[-1] * self.upsampling)
+            s = self.upsampling
+            hw = out_hw or (y_hat.shape[-2] * s, y_hat.shape[-1] * s)
+            tiles = self._tile(tile, (y_hat.shape[-2] * s, y_hat.shape[-1] * s))
+            halo = self.synthesis_halo or 0
             fixed = device.type == "cpu" and self.decode_threads is not None
             with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
                 images.append(
-                    tiled_synthesis(self.g_s, y_hat.to(device), hw, self.upsampling, 0, 0, dtype)  # type: ignore
+                    tiled_synthesis(self.g_s, y_hat.to(device), hw, s, tiles, halo, dtype)  # type: ignore
                 )
         return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
 
@@ -272,18 +288,22 @@ class AutoregressiveRecipe(MeanScaleRecipe):
 # ---------------------------------------------------------------------- the registered classes
 class Bmshj2018Factorized(FactorizedRecipe, FactorizedPrior):
     arch = "bmshj2018-factorized"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
 class Bmshj2018Hyperprior(ScaleRecipe, ScaleHyperprior):
     arch = "bmshj2018-hyperprior"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
 class Mbt2018Mean(MeanScaleRecipe, MeanScaleHyperprior):
     arch = "mbt2018-mean"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
 class Mbt2018(AutoregressiveRecipe, JointAutoregressiveHierarchicalPriors):
     arch = "mbt2018"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
 class Cheng2020AnchorCodec(AutoregressiveRecipe, Cheng2020Anchor):
