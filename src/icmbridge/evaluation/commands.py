@@ -13,6 +13,7 @@ from icmbridge.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "evaluate",
@@ -35,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="faces:test",
         help=SET_HELP,
     )
-    p.add_argument("--task", default="face", help="machine task, or 'none' to skip task metrics")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    add_task_arguments(p)
     p.add_argument("--vgg-weights", help="local torchvision vgg16 weights for vgg_distance")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
@@ -88,11 +88,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.json_out)
     samples = load_samples(args.images, args.set, args.limit)
     codec = load_codec(args.model)
-    task = None
-    if args.task != "none":
-        from icmbridge.tasks import build_task
+    from icmbridge.tasks import task_from_args
 
-        task = build_task(args.task, weights_path=args.task_weights)
+    task = task_from_args(args)
     vgg = None
     if args.vgg_weights:
         from icmbridge.metrics.vgg import VGGDistance

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from icmbridge.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "compare",
@@ -44,8 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--codecs", default="jpeg,webp,avif,heif", help="classical codecs at matched bytes; ''"
     )
     p.add_argument("--set", default="faces:test", help=SET_HELP)
-    p.add_argument("--task", default="face", help="machine task, or 'none'")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    add_task_arguments(p)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
@@ -238,11 +239,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     samples = load_samples(None, args.set, args.limit)
-    task = None
-    if args.task != "none":
-        from icmbridge.tasks import build_task
+    from icmbridge.tasks import task_argv, task_from_args
 
-        task = build_task(args.task, weights_path=args.task_weights)
+    task = task_from_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codecs = [c for c in args.codecs.split(",") if c]
@@ -258,8 +257,7 @@ def run(args: argparse.Namespace) -> int:
     )
     command = (
         f"icmbridge compare --base {args.base} --decoders {args.decoders!r} --codecs "
-        f"{args.codecs!r} --set {args.set} --task {args.task}"
-        + (f" --task-weights {args.task_weights}" if args.task_weights else "")
+        f"{args.codecs!r} --set {args.set} {shlex.join(task_argv(args))}"
         + (f" --limit {args.limit}" if args.limit else "")
         + (f" --reference {args.reference}" if args.reference != "base" else "")
         + f" -o {args.out}"

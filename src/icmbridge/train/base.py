@@ -35,6 +35,7 @@ class TrainConfig:
     init: str | None = None  # start from this model instead of random weights
     task: str = "face"
     task_weights: str | None = None
+    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
     data: list[str] = field(default_factory=lambda: ["faces", "photos"])
     steps: int = 4000
     batch_size: int = 8
@@ -119,7 +120,7 @@ def measure(codec: ICMCodec, images: list[torch.Tensor]) -> dict[str, float]:
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train a base ICM codec; returns the folder of the final checkpoint."""
-    from icmbridge.tasks import build_task
+    from icmbridge.tasks import build_task, parse_task_options
 
     cfg.validate()
     rt = rtm.setup_runtime(cfg.device, cfg.threads)
@@ -134,7 +135,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             ckpts, resume, rt, lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec)
         )
         codec.to(rt.device).train()
-        task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
+        task = build_task(
+            cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
+        ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
         aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]

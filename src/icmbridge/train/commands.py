@@ -31,8 +31,9 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         type=lambda s: [t for t in s.split(",") if t],
         help="training sets, comma separated (see `icmbridge data list`)",
     )
-    p.add_argument("--task", help="machine task (see icmbridge.tasks)")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    from icmbridge.tasks import add_task_arguments
+
+    add_task_arguments(p, default=None, allow_none=False)
     p.add_argument(
         "--stop-at",
         type=int,

@@ -58,6 +58,7 @@ class FinetuneConfig:
     lambda_task: float = 0.0
     task: str = "face"
     task_weights: str | None = None
+    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
     gan_mode: str = "lsgan"
     d_norm: str = "batch"
     ndf: int = 64
@@ -203,9 +204,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         gan = GANLoss(cfg.gan_mode)
         task = None
         if cfg.lambda_task > 0:
-            from icmbridge.tasks import build_task
+            from icmbridge.tasks import build_task, parse_task_options
 
-            task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
+            task = build_task(
+                cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
+            ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
