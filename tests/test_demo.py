@@ -89,7 +89,9 @@ def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -
     args = ["ablate", "--base", str(tiny_model_dir), "-o", str(out), "--steps", "1"]
     args += ["--images", "1", "--only", "lambda", "--only", "layers", "--threads", "1"]
     assert main(args) == 0
-    rows = {r["config"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    from icmbridge.ablate import load_ablation
+
+    rows = {r["config"]: r for r in load_ablation(out)["rows"]}
     # K = 2 is the default layer choice and λ_a = 1e-3 the default weight: one experiment
     assert rows["K = 2"]["same_as"] == "λ_a = 0.001"
     assert rows["K = 2"]["mean"] == rows["λ_a = 0.001"]["mean"]

@@ -134,14 +134,48 @@ def test_intervals_and_paired_differences_are_shown(report: Path) -> None:
 
 def test_renders_a_bare_results_json(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "results.json").write_text(
-        json.dumps({"codecs": {"base": {"mean": None, "images": "junk"}, "x": 3}, "table1": [1]})
-    )
+    bare = {"codecs": {"base": {"mean": {"bpp": 0.1, "psnr": 25.0}}}}
+    (tmp_path / "r" / "results.json").write_text(json.dumps(bare))
     text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
     assert "No images under originals/" in text
     assert 'id="cmp-range"' not in text
     (tmp_path / "r" / "results.json").write_text("{}")
     assert "no codecs" in build_report(tmp_path / "r", tmp_path / "out").read_text()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"codecs": {"base": {"mean": None, "images": "junk"}}}, "codec 'base': has no 'mean'"),
+        ({"codecs": {"base": {"images": [{"name": "a", "psnr": 20}]}}}, "re-run the command"),
+        ({"schema": 99, "codecs": {}}, "schema 99 is newer"),
+        ({"codecs": {"b": {"mean": {"psnr": "high"}}}}, "mean of psnr is not a number"),
+        ({"codecs": {"b": {"mean": {}, "ci": {"psnr": [1]}}}}, "ci of psnr is not a [lo, hi]"),
+        ([1, 2], "does not hold a JSON object"),
+    ],
+)
+def test_malformed_or_old_results_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: object, message: str
+) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=re.escape(message)):
+        build_report(tmp_path / "r", tmp_path / "out")
+    assert cli.main(["report", str(tmp_path / "r"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_report_takes_means_as_written_not_from_image_rows(tmp_path: Path) -> None:
+    """Set-level AP is not a mean of per-image APs: the page shows the file's mean."""
+    (tmp_path / "r").mkdir()
+    rows = [{"name": "a", "task_ap50": 0.0, "psnr": 10.0}, {"name": "b", "task_ap50": 0.0}]
+    entry = {"kind": "ours", "mean": {"task_ap50": 0.777, "psnr": 12.345}, "images": rows}
+    (tmp_path / "r" / "results.json").write_text(
+        json.dumps({"schema": 2, "kind": "compare", "codecs": {"base": entry}})
+    )
+    text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
+    assert "0.777" in text and "12.35" in text
 
 
 @pytest.mark.parametrize("quadrant", [(0, 0), (0, 1), (1, 0), (1, 1)])

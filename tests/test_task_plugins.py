@@ -114,9 +114,10 @@ def test_plugin_task_evaluates_and_finetunes(plugin, tmp_path, tiny_model_dir) -
     args += ["--task-option", "threshold=-0.5", "--json", str(out), "--threads", "1"]
     assert main(args) == 0
     result = json.loads(out.read_text())
+    (entry,) = result["codecs"].values()  # one codec: the evaluated model
     assert result["task"] == "brightness(width=3)"
     assert plugin.BUILT[-1] == {"threshold": -0.5, "width": 3, "weights_path": None}
-    assert result["mean"]["n_pred"] == 2 and result["mean"]["feature_distance"] > 0
+    assert entry["mean"]["n_pred"] == 2 and entry["mean"]["feature_distance"] > 0
 
     # a few finetuning steps with the plug-in's loss in the generator's objective
     run = tmp_path / "ft"

@@ -275,6 +275,18 @@ def set_status() -> dict[str, str]:
     return out
 
 
+def train_split(spec: str) -> str | None:
+    """The spec of the training split of the set ``spec`` (``faces:test`` → ``faces:train``),
+    or None when the set has no training split."""
+    parsed = parse_spec(spec)
+    if "train" not in _KINDS[parsed.kind].splits:
+        return None
+    head, sep, query = parsed.text.partition("?")
+    name = head.partition(":")[0]
+    path = f":{parsed.path}" if parsed.path is not None else ""
+    return f"{name}{path}:train" + (f"?{query}" if sep else "")
+
+
 def get_set(spec: str, split: str | None = None) -> list[Sample]:
     """The samples of the set ``spec`` (``NAME[:PATH][:SPLIT][?OPTIONS]``, see the module doc).
 
@@ -336,4 +348,5 @@ __all__ = [
     "parse_spec",
     "resolve_path",
     "set_status",
+    "train_split",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 from typing import Any
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.core import code_with_model, score, task_reference
-    from icmbridge.utils.atomic import atomic_write_bytes, check_output_path
+    from icmbridge.utils.atomic import check_output_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,14 +98,12 @@ def run(args: argparse.Namespace) -> int:
         vgg = VGGDistance(args.vgg_weights)
     coded = code_with_model(codec, samples, progress=sys.stderr.isatty())
     result = score(coded, task, [s.target() for s in samples], vgg, progress=sys.stderr.isatty())
-    result["model"] = args.model
-    result["set"] = args.images or args.set
-    if task is not None:
-        result["uncompressed"] = task_reference(task, samples)
-    head = f"{args.model} on {result['set']} ({len(samples)} images)"
+    set_name = args.images or args.set
+    uncompressed = task_reference(task, samples) if task is not None else None
+    head = f"{args.model} on {set_name} ({len(samples)} images)"
     print(summary_line(head, result["mean"], result["ci"]))
     print("[..]: 95 % bootstrap intervals over images (AP: the set resampled)")
-    ref = result.get("uncompressed")
+    ref = uncompressed
     if ref and ref.get("task_ap50"):
         from icmbridge.evaluation.stats import format_ci
 
@@ -118,5 +116,33 @@ def run(args: argparse.Namespace) -> int:
     if "ground_truth" in result and result["ground_truth"].startswith("pseudo"):
         print("note: no annotations; task metrics are against the uncompressed predictions")
     if args.json_out:
-        atomic_write_bytes(args.json_out, (json.dumps(result, indent=1) + "\n").encode())
+        from icmbridge.evaluation.results import Results, codec_result
+        from icmbridge.tasks import task_argv
+
+        words = ["icmbridge", "evaluate", "--model", str(args.model)]
+        words += ["--images", args.images] if args.images else ["--set", args.set]
+        words += task_argv(args) + (["--limit", str(args.limit)] if args.limit else [])
+        Results(
+            kind="evaluate",
+            title=f"icmbridge evaluate: {args.model} on {set_name}",
+            command=shlex.join(words),
+            set=set_name,
+            n_images=len(samples),
+            base=str(args.model),
+            reference=None,
+            task=task.name if task is not None else None,
+            ground_truth=result.get("ground_truth"),
+            uncompressed=uncompressed,
+            threads=torch.get_num_threads(),
+            codecs={model_label(args.model): codec_result("ours", f"{args.model}", result)},
+            extra={"bootstrap": result["bootstrap"]},
+        ).write(args.json_out)
     return 0
+
+
+def model_label(model: str) -> str:
+    """A short label for a model given by name or path (``runs/x/checkpoints/last`` → ``x``)."""
+    from pathlib import Path
+
+    parts = [p for p in Path(model).parts if p not in ("checkpoints", "last", "/")]
+    return parts[-1] if parts else str(model)

@@ -88,22 +88,19 @@ class Shown:
 
 # ------------------------------------------------------------------------------------- reading
 def load_results(results_dir: Path) -> dict[str, Any]:
-    """results.json as a dict; a missing or unreadable file is the user's error, not a crash."""
+    """results.json, validated against the results schema (:mod:`icmbridge.evaluation.results`),
+    as a dict; a missing, unreadable or malformed file is the user's error, in one line."""
+    from icmbridge.evaluation.results import Results
+
     path = results_dir / "results.json"
     if not results_dir.is_dir():
         raise InputError(f"results folder {str(results_dir)!r} does not exist")
     if not path.is_file():
         raise InputError(
-            f"no results.json in {str(results_dir)!r} (write one with `icmbridge demo` or "
-            "`icmbridge ablate`)"
+            f"no results.json in {str(results_dir)!r} (write one with `icmbridge demo`, "
+            "`icmbridge ablate`, `icmbridge curves` or `icmbridge compare`)"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InputError(f"{str(path)!r} does not hold a JSON object")
-    return data
+    return Results.read(path).to_dict()
 
 
 def _image_key(name: str) -> str:
@@ -112,7 +109,8 @@ def _image_key(name: str) -> str:
 
 
 def parse_codecs(data: Mapping[str, Any]) -> dict[str, Codec]:
-    """Every codec entry that is a mapping; means missing from 'mean' are filled from images."""
+    """The codecs of validated results; means come from 'mean' as the scorer wrote them (never
+    re-derived from the per-image rows: set-level AP is not a mean of images)."""
     raw = data.get("codecs")
     out: dict[str, Codec] = {}
     if not isinstance(raw, Mapping):
@@ -126,13 +124,7 @@ def parse_codecs(data: Mapping[str, Any]) -> dict[str, Codec]:
             if isinstance(row, Mapping) and isinstance(row.get("name"), str):
                 images[_image_key(row["name"])] = row
         given = entry.get("mean") if isinstance(entry.get("mean"), Mapping) else {}
-        mean: dict[str, float | None] = {}
-        for key in METRICS:
-            value = num(given.get(key))
-            if value is None and key not in _SET_LEVEL:
-                vals = [v for r in images.values() if (v := num(r.get(key))) is not None]
-                value = float(np.mean(vals)) if vals else None
-            mean[key] = value
+        mean: dict[str, float | None] = {key: num(given.get(key)) for key in METRICS}
         out[str(label)] = Codec(
             label=str(label),
             kind=str(entry.get("kind") or ""),
