@@ -3,9 +3,11 @@
     loss = w_rate · bpp  +  λ_task · task(x̂, x)  +  λ_mse · 255² · MSE(x̂, x)
 
 ``bpp`` is the estimated rate of ŷ and ẑ from the likelihoods; ``task`` is the task's own loss
-(label-free distillation by default); the MSE term uses CompressAI's 255² scaling so that λ_mse
-reads like CompressAI's λ. ``w_rate`` is 1, or steered towards ``target_bpp`` when one is given.
-The entropy bottleneck's auxiliary loss has its own optimizer, as in CompressAI.
+(label-free distillation by default; ``task_loss="supervised"`` scores x̂ against the crop's
+annotations instead, e.g. a COCO set with a torchvision detector); the MSE term uses
+CompressAI's 255² scaling so that λ_mse reads like CompressAI's λ. ``w_rate`` is 1, or steered
+towards ``target_bpp`` when one is given. The entropy bottleneck's auxiliary loss has its own
+optimizer, as in CompressAI.
 
 Read top to bottom: configuration, setup, the loop, checkpoints.
 """
@@ -36,6 +38,7 @@ class TrainConfig:
     task: str = "face"
     task_weights: str | None = None
     task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
+    task_loss: str = "distill"  # or "supervised": the task's loss against the annotations
     data: list[str] = field(default_factory=lambda: ["faces", "photos"])
     steps: int = 4000
     batch_size: int = 8
@@ -70,6 +73,8 @@ class TrainConfig:
             raise InputError("--steps, --batch-size and --checkpoint-every must be ≥ 1")
         if self.crop < 64 or self.crop % 16:
             raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
+        if self.task_loss not in ("distill", "supervised"):
+            raise InputError(f"--task-loss must be distill or supervised, not {self.task_loss!r}")
         if self.target_bpp is not None and not (0 < self.target_bpp < 24):
             raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
 
@@ -83,12 +88,12 @@ def build_training_data(names: list[str], crop: int, seed: int):
     from icmbridge.data import get_set
     from icmbridge.data.images import TrainCrops
 
-    images = []
+    samples = []
     for name in names:
-        images += [s.image for s in get_set(name, "train")]
-    if not images:
+        samples += get_set(name, "train")  # lazy sets (COCO) are read crop by crop
+    if not samples:
         raise InputError(f"no training images in {names}")
-    return TrainCrops(images, crop=crop, samples_per_epoch=10**9, seed=seed)
+    return TrainCrops(samples, crop=crop, samples_per_epoch=10**9, seed=seed)
 
 
 def validation_images(n: int = 2) -> list[torch.Tensor]:
@@ -139,6 +144,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
         ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        if cfg.task_loss == "supervised" and not any(
+            getattr(s, "boxes", None) is not None for s in data.images
+        ):
+            raise InputError(
+                f"--task-loss supervised needs annotated training sets; {cfg.data} have none"
+            )
         main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
         aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
         opt = torch.optim.Adam(main_params, lr=cfg.lr)
@@ -186,9 +197,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x_hat = out["x_hat"]
             bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
             mse = F.mse_loss(x_hat, x)
-            task_loss = (
-                task.loss(x_hat, x) if cfg.lambda_task > 0 else torch.zeros((), device=rt.device)
-            )
+            if cfg.lambda_task == 0:
+                task_loss = torch.zeros((), device=rt.device)
+            elif cfg.task_loss == "supervised":  # the annotations of each crop, moved with it
+                targets = [
+                    {k: v.to(rt.device) for k, v in data.target(int(i) % len(data)).items()}
+                    for i in ids
+                ]
+                task_loss = task.loss(x_hat, x, targets)
+            else:  # label-free: the task's outputs on x̂ pulled towards those on x
+                task_loss = task.loss(x_hat, x)
             w_rate = math.exp(state["log_w_rate"])
             loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
 

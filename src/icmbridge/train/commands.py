@@ -82,6 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="steer the rate weight towards this training-crop bpp (off: weight 1)",
     )
+    p.add_argument(
+        "--task-loss",
+        choices=["distill", "supervised"],
+        help="distill: the task's outputs on x̂ towards those on x (any images); supervised: "
+        "the task's own loss against the training sets' annotations (e.g. --data coco:ANN.json)",
+    )
     p.add_argument("--clip", type=float, help="gradient-norm clipping")
     p.add_argument(
         "--rate-gain",
