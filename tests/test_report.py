@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from report_fixtures import SIZE, checkerboard, make_results_dir
+from report_fixtures import (
+    CHROMIUM,
+    SIZE,
+    _chromium,
+    checkerboard,
+    make_results_dir,
+    page_in_browser,
+)
 
 from icmbridge import cli
 from icmbridge.errors import InputError
@@ -259,30 +264,11 @@ def test_cli_prints_error_for_missing_results(
     assert "cannot read" in capsys.readouterr().err
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-         "--virtual-time-budget=2000", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not on PATH (apt-get install chromium)")
 def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    run = _chromium(report, tmp_path / "profile", "--dump-dom")
-    assert run.returncode == 0, run.stderr[-2000:]
-    body = re.search(r"<body([^>]*)>", run.stdout)
-    assert body, run.stdout[:500]
-    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-    assert attrs.get("ready") == "1", attrs
-    assert attrs["images-failed"] == "0", attrs
-    assert int(attrs["images-loaded"]) == int(attrs["images-total"]) > 15
-    assert "<table" in run.stdout and "Base codec" in run.stdout
+    dom, attrs = page_in_browser(report, tmp_path / "profile")
+    assert int(attrs["images-loaded"]) > 15
+    assert "<table" in dom and "Base codec" in dom
     # drive the slider: pick another pair, the full-image view and a split position
     probe = report.parent / "probe.html"
     script = (

@@ -72,6 +72,11 @@ def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = N
         f"{label}: {f('bpp', '.4f')} bpp, PSNR {f('psnr', '.2f')} dB, SSIM {f('ssim', '.4f')}, "
         f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
         f"AP50 {f('task_ap50', '.3f')}, AP {f('task_ap', '.3f')}"
+        + (
+            f", mask AP50 {f('task_mask_ap50', '.3f')}, mask AP {f('task_mask_ap', '.3f')}"
+            if mean.get("task_mask_ap") is not None
+            else ""
+        )
     )
 
 

@@ -48,13 +48,20 @@ METRICS: dict[str, tuple[str, str, int]] = {
     "lattice": ("lattice", "{:.2f}", -1),
     "task_ap": ("AP", "{:.3f}", 1),
     "task_ap50": ("AP50", "{:.3f}", 1),
+    "task_mask_ap": ("mask AP", "{:.3f}", 1),
+    "task_mask_ap50": ("mask AP50", "{:.3f}", 1),
     "rel_task_ap50": ("Δ AP50 rel.", "{:+.1f}%", 1),
     "feature_distance": ("feature dist.", "{:.3f}", -1),
     "vgg_distance": ("VGG dist.", "{:.3f}", -1),
     "encode_s": ("encode s", "{:.3f}", -1),
     "decode_s": ("decode s", "{:.3f}", -1),
 }
-_SET_LEVEL = {"task_ap", "task_ap50"}  # COCO AP over the whole set: not a mean of images
+_SET_LEVEL = {
+    "task_ap",
+    "task_ap50",
+    "task_mask_ap",
+    "task_mask_ap50",
+}  # COCO AP over the whole set: not a mean of images
 
 
 @dataclass
