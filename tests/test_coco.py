@@ -192,3 +192,49 @@ def test_ablate_on_coco_with_a_torchvision_detector(coco, frcnn_weights, tmp_pat
     if CHROMIUM is not None:
         dom, attrs = page_in_browser(report / "index.html", tmp_path / "profile")
         assert int(attrs["images-loaded"]) > 3 and "K = 3" in dom
+
+
+def _detector_args(weights: Path) -> list[str]:
+    return ["--task", "fasterrcnn", "--task-weights", str(weights), "--task-option",
+            "min_size=128", "--task-option", "max_size=128"]  # fmt: skip
+
+
+def test_demo_on_coco_with_a_torchvision_detector(coco, frcnn_weights, tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "-o", str(out), "--set", f"coco:{coco}", "--images", "3"]
+    args += [*_detector_args(frcnn_weights), "--finetune-steps", "1", "--threads", "1"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["kind"] == "demo" and results["task"] == "fasterrcnn_resnet50_fpn"
+    assert results["set"].startswith(f"coco:{coco}") and results["ground_truth"] == "annotations"
+    assert "--task fasterrcnn" in results["command"]
+    assert {"base", "live-finetune", "jpeg", "base+gaussian", "base+bilateral"} <= set(
+        results["codecs"]
+    )
+    assert "photos:train" in results["codecs"]["base+gaussian"]["description"]  # no train split
+    assert len(list((out / "bitstreams").glob("*.icmb"))) == 3
+    if CHROMIUM is not None:
+        dom, attrs = page_in_browser(out / "report" / "index.html", tmp_path / "profile")
+        assert int(attrs["images-loaded"]) > 3 and "live-finetune" in dom
+
+
+def test_curves_on_coco_with_a_torchvision_detector(coco, frcnn_weights, tmp_path, capsys):
+    from icmbridge.codec.store import available_models
+
+    models = [m for m in ("base-low", "base", "base-high") if m in available_models()]
+    if len(models) < 2:
+        pytest.skip("fewer than two shipped rate points")
+    out = tmp_path / "curves"
+    args = ["curves", "--models", ",".join(models[:2]), "--codecs", "jpeg"]
+    args += ["--set", f"coco:{coco}", *_detector_args(frcnn_weights), "-o", str(out)]
+    assert main([*args, "--threads", "1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["kind"] == "curves" and results["task"] == "fasterrcnn_resnet50_fpn"
+    assert [p["model"] for p in results["rate_curves"]["ours"]] == models[:2]
+    assert len(results["rate_curves"]["jpeg"]) == 2 and "jpeg" in results["bd_rate"]
+    assert main(["report", str(out), "-o", str(tmp_path / "page")]) == 0
+    page = tmp_path / "page" / "index.html"
+    assert "BD-rate" in page.read_text(encoding="utf-8")
+    if CHROMIUM is not None:
+        dom, _ = page_in_browser(page, tmp_path / "profile")
+        assert "fasterrcnn_resnet50_fpn" in dom
