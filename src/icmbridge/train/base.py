@@ -173,6 +173,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         val = validation_images() if rt.is_main else []
 
         def save(step: int) -> None:
+            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
             rtm.save_checkpoint(
                 rt,
                 ckpts,
@@ -183,9 +184,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "optimizer": opt.state_dict(),
                     "aux_optimizer": aux_opt.state_dict(),
                     "loop": dict(state),
+                    "rng": rngs,
                 },
             )
 
+        # the global generators as they were when the checkpoint was written (task networks
+        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
+        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
         # --- the loop
         bar = rtm.progress(rt, cfg.steps, state["step"], "train")
         t0 = time.perf_counter()

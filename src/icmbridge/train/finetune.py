@@ -239,6 +239,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             )
 
         def save(step: int) -> None:
+            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
             rtm.save_checkpoint(
                 rt,
                 ckpts,
@@ -256,9 +257,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     "optimizer_g": opt_g.state_dict(),
                     "optimizer_d": opt_d.state_dict(),
                     "loop": dict(state),
+                    "rng": rngs,
                 },
             )
 
+        # the global generators as they were when the checkpoint was written (task networks
+        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
+        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
         bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
         t0 = time.perf_counter()
         for step in bar:
