@@ -252,3 +252,41 @@ def test_sigkill_then_resume_with_a_torchvision_detector(tmp_path, detector_weig
     assert Checkpoints(run).last.name == "step-0000012"
     a, b = _weights(ref), _weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_optimizers_follow_compressai_and_old_checkpoints_still_resume(tmp_path) -> None:
+    """The optimizers are CompressAI's net/aux split (parameters sorted by name); a checkpoint
+    written before (optimizer state in named_parameters order) resumes to the same weights."""
+    from icmbridge.train.base import net_aux_optimizer
+
+    codec = build_codec("tiny")
+    opts = net_aux_optimizer(
+        codec, {"net": {"type": "Adam", "lr": 1}, "aux": {"type": "Adam", "lr": 1}}
+    )
+    net = {id(p) for p in opts["net"].param_groups[0]["params"]}
+    aux = {id(p) for p in opts["aux"].param_groups[0]["params"]}
+    named = dict(codec.named_parameters())
+    assert aux == {id(p) for n, p in named.items() if n.endswith(".quantiles")}
+    assert net | aux == {id(p) for p in named.values()} and not net & aux
+
+    args = ["train", "--steps", "4", "--checkpoint-every", "2", *QUICK]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--stop-at", "2"]) == 0
+    path = Checkpoints(tmp_path / "b").last / "training_state.pt"
+    state = torch.load(path, weights_only=False)
+    order = [n for n in named if not n.endswith(".quantiles")]
+    position = {n: i for i, n in enumerate(sorted(order))}
+    # rewrite it as the old code did: state indexed by named_parameters order, no marker
+    state["optimizer"]["state"] = {
+        i: state["optimizer"]["state"][position[n]] for i, n in enumerate(order)
+    }
+    aux_order = [n for n in named if n.endswith(".quantiles")]
+    aux_pos = {n: i for i, n in enumerate(sorted(aux_order))}
+    state["aux_optimizer"]["state"] = {
+        i: state["aux_optimizer"]["state"][aux_pos[n]] for i, n in enumerate(aux_order)
+    }
+    del state["param_order"]
+    torch.save(state, path)
+    assert main(["train", "--out", str(tmp_path / "b"), "--resume", "--stop-at", "4"]) == 0
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)

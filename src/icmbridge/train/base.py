@@ -123,6 +123,39 @@ def measure(codec: ICMCodec, images: list[torch.Tensor]) -> dict[str, float]:
     return {"bpp": sum(bpps) / len(bpps), "psnr": sum(psnrs) / len(psnrs)}
 
 
+def net_aux_optimizer(
+    codec: torch.nn.Module, conf: dict[str, dict[str, Any]]
+) -> dict[str, torch.optim.Optimizer]:
+    """CompressAI's ``net_aux_optimizer`` (``compressai.optimizers``): one optimizer for the
+    network, one for the entropy bottlenecks' ``quantiles`` (the aux loss), disjoint, each over
+    its parameters sorted by name."""
+    from compressai.optimizers import net_aux_optimizer as compressai_net_aux
+
+    return compressai_net_aux(codec, conf)
+
+
+def _in_sorted_order(
+    opt_state: dict[str, Any], codec: torch.nn.Module, saved: dict[str, Any], key: str
+) -> dict[str, Any]:
+    """An optimizer state saved before the parameters were sorted by name (checkpoints without
+    ``param_order``), re-indexed to the sorted order, so such runs still resume exactly."""
+    if saved.get("param_order") == "sorted":
+        return opt_state
+    names = [
+        n
+        for n, p in codec.named_parameters()
+        if p.requires_grad and n.endswith(".quantiles") == (key == "aux")
+    ]
+    new_index = {n: i for i, n in enumerate(sorted(names))}
+    old_to_new = {i: new_index[n] for i, n in enumerate(names)}
+    group = dict(opt_state["param_groups"][0])
+    group["params"] = sorted(old_to_new[i] for i in group["params"])
+    return {
+        "state": {old_to_new[i]: v for i, v in opt_state["state"].items()},
+        "param_groups": [group],
+    }
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train a base ICM codec; returns the folder of the final checkpoint."""
     from icmbridge.tasks import build_task, parse_task_options
@@ -150,15 +183,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             raise InputError(
                 f"--task-loss supervised needs annotated training sets; {cfg.data} have none"
             )
-        main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
-        aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
-        opt = torch.optim.Adam(main_params, lr=cfg.lr)
-        aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+        # CompressAI's split: the entropy bottlenecks' quantiles get their own optimizer
+        optimizers = net_aux_optimizer(
+            codec,
+            {"net": {"type": "Adam", "lr": cfg.lr}, "aux": {"type": "Adam", "lr": cfg.aux_lr}},
+        )
+        opt, aux_opt = optimizers["net"], optimizers["aux"]
+        main_params = opt.param_groups[0]["params"]
         state: dict[str, Any] = {"step": 0, "log_w_rate": 0.0, "bad_steps": 0, "skipped": 0}
 
         if saved is not None:
-            opt.load_state_dict(saved["optimizer"])
-            aux_opt.load_state_dict(saved["aux_optimizer"])
+            opt.load_state_dict(_in_sorted_order(saved["optimizer"], codec, saved, "net"))
+            aux_opt.load_state_dict(_in_sorted_order(saved["aux_optimizer"], codec, saved, "aux"))
             state = saved["loop"]
         if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
@@ -185,6 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "aux_optimizer": aux_opt.state_dict(),
                     "loop": dict(state),
                     "rng": rngs,
+                    "param_order": "sorted",  # net_aux_optimizer's order of parameters
                 },
             )
 
