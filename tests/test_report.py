@@ -297,3 +297,60 @@ def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     with Image.open(shot) as im:
         px = np.asarray(im.convert("RGB"))
     assert px.std() > 20  # a real page, not a blank one
+
+
+HOSTILE = {
+    "human": "<script>document.body.dataset.pwned='1'</script>\"q' & λ ✓ Ωμ é",
+    "jpeg": '<img src=x onerror="document.body.dataset.pwned2=1">',
+}
+
+
+def _hostile_results(root: Path) -> Path:
+    """The fixture results with codec labels, descriptions, set, task and commands that are
+    markup, quotes and unicode (a user's LABEL=PATH or data set name can be anything)."""
+    make_results_dir(root)
+    data = json.loads((root / "results.json").read_text(encoding="utf-8"))
+    for old, new in HOSTILE.items():
+        data["codecs"][new] = data["codecs"].pop(old)
+        data["codecs"][new]["description"] = new + " </p><b>bold?</b>"
+        if "/" not in new:  # a label with a slash cannot name a folder: no crops for it
+            (root / "decoded" / old).rename(root / "decoded" / new)
+    data["title"] = HOSTILE["human"]
+    data["set"] = "coco:/data/<b>x</b>.json"
+    data["task"] = "mod:fac'tory\"<i>"
+    data["command"] = "icmbridge demo --set '<script>alert(1)</script>'"
+    data["table1"][1]["config"] = HOSTILE["jpeg"]
+    data["table1_note"] = "<u>note</u> & more"
+    (root / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_hostile_labels_render_as_text(tmp_path: Path) -> None:
+    page = build_report(_hostile_results(tmp_path / "r"), tmp_path / "out")
+    text = page.read_text(encoding="utf-8")
+    assert "<script>document" not in text and "<img src=x" not in text
+    assert "<b>x</b>" not in text and "<u>note</u>" not in text and "<b>bold?</b>" not in text
+    assert "λ ✓ Ωμ é" in text  # unicode is kept as text, not mangled
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not on PATH (apt-get install chromium)")
+def test_hostile_labels_render_as_text_in_the_browser(tmp_path: Path) -> None:
+    import html as html_module
+
+    page = build_report(_hostile_results(tmp_path / "r"), tmp_path / "out")
+    probe = page.parent / "probe.html"
+    script = (
+        "<script>document.body.dataset.probe=JSON.stringify({"
+        "cards:[].map.call(document.querySelectorAll('.card h3'),"
+        "function(e){return e.firstChild.textContent.trim();}),"
+        "title:document.title,h1:document.querySelector('header h1').textContent,"
+        "t1:[].map.call(document.querySelectorAll('#table1 td.lbl'),"
+        "function(e){return e.textContent;})});</script></body>"
+    )
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script))
+    dom, attrs = page_in_browser(probe, tmp_path / "profile")
+    assert "pwned" not in attrs and "pwned2" not in attrs  # no injected code ran
+    seen = json.loads(html_module.unescape(attrs["probe"]))
+    assert HOSTILE["human"] in seen["cards"] and HOSTILE["jpeg"] in seen["cards"]
+    assert seen["title"] == seen["h1"] == HOSTILE["human"]
+    assert HOSTILE["jpeg"] in seen["t1"]
