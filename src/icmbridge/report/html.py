@@ -59,6 +59,7 @@ METRICS: dict[str, tuple[str, str, int]] = {
     "decode_s": ("decode s", "{:.3f}", -1),
 }
 
+
 @dataclass
 class Codec:
     label: str
