@@ -354,3 +354,18 @@ def test_hostile_labels_render_as_text_in_the_browser(tmp_path: Path) -> None:
     assert HOSTILE["human"] in seen["cards"] and HOSTILE["jpeg"] in seen["cards"]
     assert seen["title"] == seen["h1"] == HOSTILE["human"]
     assert HOSTILE["jpeg"] in seen["t1"]
+
+
+def test_unversioned_evaluate_results_load_as_one_codec(tmp_path: Path) -> None:
+    """An `evaluate --json` file written before the schema (top-level images and mean) loads."""
+    from icmbridge.evaluation.results import Results
+
+    old = {"model": "human", "set": "faces:test", "task": "face", "ground_truth": "annotations",
+           "images": [{"name": "a", "psnr": 22.0}], "mean": {"psnr": 22.0, "task_ap50": 0.5},
+           "ci": {"psnr": [21.0, 23.0]}}  # fmt: skip
+    res = Results.from_dict(old)
+    assert res.kind == "evaluate" and list(res.codecs) == ["human"]
+    assert res.codecs["human"].mean["task_ap50"] == 0.5 and res.codecs["human"].ci["psnr"]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(old))
+    assert "22.00" in build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")

@@ -162,6 +162,8 @@ class Results:
             f"results schema {version!r} is newer than this icmbridge reads ({SCHEMA_VERSION}); "
             "update icmbridge",
         )
+        if version == 1:
+            data = _upgrade_v1(data)
         raw = data.get("codecs", {})
         _check(isinstance(raw, Mapping), where, "'codecs' is not an object")
         if version == 1:
@@ -205,6 +207,33 @@ class Results:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read {str(path)!r}: {exc}") from exc
         return cls.from_dict(data, str(path))
+
+
+def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """An unversioned file in today's shape: ``evaluate``'s old top-level ``images``/``mean``
+    become one codec, and the writer is told from the keys each command wrote."""
+    data = dict(data)
+    if "codecs" not in data and isinstance(data.get("mean"), Mapping):
+        model = str(data.get("model") or "model")
+        data["codecs"] = {
+            model: {
+                "kind": "ours",
+                "description": model,
+                **{k: data.pop(k) for k in ("mean", "ci", "images") if k in data},
+            }
+        }
+        data.setdefault("kind", "evaluate")
+        data.setdefault("base", model)
+    if "kind" not in data:
+        if data.get("table1") is not None:
+            data["kind"] = "ablation"
+        elif data.get("rate_curves") is not None and not data.get("codecs"):
+            data["kind"] = "curves"
+        elif str(data.get("title", "")).startswith("icmbridge demo"):
+            data["kind"] = "demo"
+        elif str(data.get("command", "")).startswith("icmbridge compare"):
+            data["kind"] = "compare"
+    return data
 
 
 def _jsonable(obj: Any) -> Any:
