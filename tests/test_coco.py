@@ -158,6 +158,14 @@ def test_train_with_supervised_detection_loss(coco, frcnn_weights, tmp_path, tin
         "min_size=64",
         "max_size=64",
     ]
+    # finetuning takes the same option (the task term of the generator's loss)
+    ft = ["finetune", "--base", str(tiny_model_dir), "--out", str(tmp_path / "ft"), "--steps", "1"]
+    ft += ["--data", f"coco:{coco}", "--task", "fasterrcnn", "--task-weights", str(frcnn_weights)]
+    ft += ["--task-option", "min_size=64", "--task-option", "max_size=64", "--lambda-task", "1"]
+    ft += ["--task-loss", "supervised", "--crop", "64", "--batch-size", "2", "--patch-size", "32"]
+    ft += ["--no-tensorboard", "--threads", "1", "--ndf", "8"]
+    assert main(ft) == 0
+    assert json.loads((tmp_path / "ft" / "run.json").read_text())["task_loss"] == "supervised"
     # supervised needs annotations: a set without any is refused, in one line
     unannotated = ["photos" if a == f"coco:{coco}" else a for a in args]
     assert main([*unannotated, "--out", str(tmp_path / "r2")]) == 2

@@ -73,8 +73,7 @@ class TrainConfig:
             raise InputError("--steps, --batch-size and --checkpoint-every must be ≥ 1")
         if self.crop < 64 or self.crop % 16:
             raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
-        if self.task_loss not in ("distill", "supervised"):
-            raise InputError(f"--task-loss must be distill or supervised, not {self.task_loss!r}")
+        check_task_loss(self.task_loss)
         if self.target_bpp is not None and not (0 < self.target_bpp < 24):
             raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
 
@@ -103,6 +102,31 @@ def validation_images(n: int = 2) -> list[torch.Tensor]:
 
     samples = get_set("photos", "test")[:n]
     return [array_to_tensor(s.image[:256, :256]) for s in samples]
+
+
+TASK_LOSSES = ("distill", "supervised")
+
+
+def check_task_loss(mode: str, data: Any = None, names: list[str] | None = None) -> None:
+    """Refuse an unknown ``--task-loss``, and ``supervised`` on sets without annotations."""
+    if mode not in TASK_LOSSES:
+        raise InputError(f"--task-loss must be distill or supervised, not {mode!r}")
+    annotated = data is None or any(getattr(s, "boxes", None) is not None for s in data.images)
+    if mode == "supervised" and not annotated:
+        raise InputError(f"--task-loss supervised needs annotated training sets; {names} have none")
+
+
+def compute_task_loss(
+    task: Any, x_hat: torch.Tensor, x: torch.Tensor, data: Any, ids: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """The task loss of a batch: ``distill`` pulls the task's outputs on x̂ towards those on x
+    (any images); ``supervised`` scores x̂ against each crop's annotations, moved with it."""
+    if mode == "supervised":
+        targets = [
+            {k: v.to(x.device) for k, v in data.target(int(i) % len(data)).items()} for i in ids
+        ]
+        return task.loss(x_hat, x, targets)
+    return task.loss(x_hat, x)
 
 
 @torch.no_grad()
@@ -177,12 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
         ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
-        if cfg.task_loss == "supervised" and not any(
-            getattr(s, "boxes", None) is not None for s in data.images
-        ):
-            raise InputError(
-                f"--task-loss supervised needs annotated training sets; {cfg.data} have none"
-            )
+        check_task_loss(cfg.task_loss, data, cfg.data)
         # CompressAI's split: the entropy bottlenecks' quantiles get their own optimizer
         optimizers = net_aux_optimizer(
             codec,
@@ -239,16 +258,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x_hat = out["x_hat"]
             bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
             mse = F.mse_loss(x_hat, x)
-            if cfg.lambda_task == 0:
-                task_loss = torch.zeros((), device=rt.device)
-            elif cfg.task_loss == "supervised":  # the annotations of each crop, moved with it
-                targets = [
-                    {k: v.to(rt.device) for k, v in data.target(int(i) % len(data)).items()}
-                    for i in ids
-                ]
-                task_loss = task.loss(x_hat, x, targets)
-            else:  # label-free: the task's outputs on x̂ pulled towards those on x
-                task_loss = task.loss(x_hat, x)
+            task_loss = (
+                compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
+                if cfg.lambda_task > 0
+                else torch.zeros((), device=rt.device)
+            )
             w_rate = math.exp(state["log_w_rate"])
             loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
 

@@ -35,6 +35,12 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
     add_task_arguments(p, default=None, allow_none=False)
     p.add_argument(
+        "--task-loss",
+        choices=["distill", "supervised"],
+        help="distill: the task's outputs on x̂ towards those on x (any images); supervised: "
+        "the task's own loss against the training sets' annotations (e.g. --data coco:ANN.json)",
+    )
+    p.add_argument(
         "--stop-at",
         type=int,
         help="end the run after this step, checkpoint written; the learning-rate schedule "
@@ -81,12 +87,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--target-bpp",
         type=float,
         help="steer the rate weight towards this training-crop bpp (off: weight 1)",
-    )
-    p.add_argument(
-        "--task-loss",
-        choices=["distill", "supervised"],
-        help="distill: the task's outputs on x̂ towards those on x (any images); supervised: "
-        "the task's own loss against the training sets' annotations (e.g. --data coco:ANN.json)",
     )
     p.add_argument("--clip", type=float, help="gradient-norm clipping")
     p.add_argument(
