@@ -12,6 +12,10 @@
    each classical codec on the same images, with BD-rates (``icmbridge curves``, in small);
 5. measure everything alike (bpp from real bytes, PSNR, SSIM, artifact score, face AP50) and write
    ``results.json``, the decoded images and an HTML report.
+
+Steps 1, 3 and 4 are one call of ``compare_decoders`` (as in ``compare`` and ``ablate``). The
+defaults are the shipped models, the face benchmark and MTCNN; ``--base``, ``--set``, ``--task``
+(``--task-weights``, ``--task-option``) run the same job on any base, image set and task network.
 """
 
 from __future__ import annotations
