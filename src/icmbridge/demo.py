@@ -140,12 +140,11 @@ def run_demo(
     decoders = dict(_shipped_decoders(base_codec) if decoders is None else decoders)
 
     # the method at work: a short live finetune from base
-    steps = ["live finetune", "code, decode, classical codecs, post-filters, score"]
     if finetune_steps:
         from icmbridge.train.finetune import FinetuneConfig, finetune
 
         _say(
-            f"[1/{len(steps) + 1}] live PatchGAN finetune of {base}'s first 2 decoder layers, "
+            f"[1/3] live PatchGAN finetune of {base}'s first 2 decoder layers, "
             f"{finetune_steps} steps"
         )
         cfg = FinetuneConfig(
@@ -173,7 +172,7 @@ def run_demo(
     names = ["jpeg"] if quick else ["jpeg", "webp", "avif"]
     names = [n for n in names if available_codecs().get(n) is None]
     _say(
-        f"[2/{len(steps) + 1}] {len(samples)} images coded once with {base}, decoded by "
+        f"[2/3] {len(samples)} images coded once with {base}, decoded by "
         f"{', '.join(['base', *decoders])}; {', '.join(names)} at matched bytes; post-filters"
     )
     descriptions = {
@@ -203,7 +202,7 @@ def run_demo(
     if (not quick if curves is None else curves) and len(rate_points) >= 2:
         from icmbridge.evaluation.curves import run_curves
 
-        _say(f"[3/{len(steps) + 1}] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
+        _say(f"[3/3] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
         curve_results = run_curves(
             rate_points, names, samples, task, out / "curves", f"{set_spec} (first {len(samples)})"
         )
