@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: the shipped human decoders that read --base's bitstreams",
     )
     p.add_argument("--set", default="faces:test", help=SET_HELP)
-    add_task_arguments(p)
+    add_task_arguments(p, allow_none=False)
     p.add_argument(
         "--filter-set",
         help="images the post-filters' parameters are searched on (default: the training split "
