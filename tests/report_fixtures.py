@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +159,30 @@ def make_results_dir(
         results["table1"][1]["vs_base"] = {"task_ap50": codecs["human"]["vs"]["diff"]["task_ap50"]}
     (root / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return root
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
+         "--virtual-time-budget=2000", *extra, page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def page_in_browser(page: Path, profile: Path) -> tuple[str, dict[str, str]]:
+    """Render ``page`` in headless Chromium: the DOM after its script ran, and the ``data-*``
+    attributes of ``<body>``; asserts the script ran and every image loaded."""
+    run = _chromium(page, profile, "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", run.stdout)
+    assert body, run.stdout[:500]
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    assert attrs.get("ready") == "1", attrs
+    assert attrs["images-failed"] == "0", attrs
+    assert int(attrs["images-loaded"]) == int(attrs["images-total"]), attrs
+    return run.stdout, attrs

@@ -216,3 +216,50 @@ def test_postfilter_interface() -> None:
         PostFilter("median", {})
     with pytest.raises(InputError, match="takes parameters"):
         PostFilter("gaussian", {"sigma_color": 1.0})
+
+
+def _reference_gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The separable Gaussian written out: taps exp(-d²/2σ²) over ±ceil(3σ), normalised."""
+    import math
+
+    import torch.nn.functional as F
+
+    r = math.ceil(3.0 * sigma)
+    d = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-(d**2) / (2 * sigma**2))
+    k = (k / k.sum()).to(x.dtype)
+    b, c, h, w = x.shape
+    y = F.pad(x.reshape(b * c, 1, h, w), (r, r, r, r), mode="reflect")
+    y = F.conv2d(F.conv2d(y, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return y.reshape(b, c, h, w)
+
+
+def _reference_bilateral(x: torch.Tensor, sc: float, ss: float) -> torch.Tensor:
+    """The bilateral filter written out tap by tap: spatial × RGB-distance weights."""
+    import math
+
+    import torch.nn.functional as F
+
+    r = min(7, max(1, math.ceil(2.0 * ss)))
+    _, _, h, w = x.shape
+    xp = F.pad(x, (r, r, r, r), mode="reflect")
+    num, den = torch.zeros_like(x), torch.zeros_like(x[:, :1])
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            s = xp[:, :, r + dy : r + dy + h, r + dx : r + dx + w]
+            wgt = torch.exp(-(s - x).pow(2).sum(1, keepdim=True) / (2 * sc * sc))
+            wgt = wgt * math.exp(-(dy * dy + dx * dx) / (2 * ss * ss))
+            num, den = num + wgt * s, den + wgt
+    return (num / den).clamp(0, 1)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+def test_gaussian_is_the_written_out_filter(x: torch.Tensor, sigma: float) -> None:
+    ref = _reference_gaussian(x[None], sigma)[0]
+    assert (gaussian(x, sigma) - ref).abs().max() < 2e-6
+
+
+@pytest.mark.parametrize(("sc", "ss"), [(0.05, 1.0), (0.1, 1.5), (0.4, 3.0)])
+def test_bilateral_is_the_written_out_filter(x: torch.Tensor, sc: float, ss: float) -> None:
+    ref = _reference_bilateral(x[None], sc, ss)[0]
+    assert (bilateral(x, sc, ss) - ref).abs().max() < 2e-6

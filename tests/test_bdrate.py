@@ -69,3 +69,18 @@ def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
         assert jpeg["bpp"] <= ours["bpp"] + 1e-9 or jpeg["images_above_rate"] > 0
     assert "jpeg" in res["bd_rate"]
     assert main(["curves", "--models", "base"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("anchor", "test", "library"),
+    [
+        # bjontegaard 1.3.0, bd_rate(..., method="pchip") on the same points
+        (([0.1, 0.2, 0.35, 0.5], [22.0, 25.1, 27.4, 29.0]),
+         ([0.08, 0.15, 0.27, 0.42], [23.0, 26.0, 28.3, 30.1]), -38.20153649316287),
+        (([0.12, 0.2, 0.33], [22.5, 24.9, 27.0]), ([0.1, 0.14, 0.2], [23.8, 25.0, 26.2]),
+         -31.52782202362403),
+        (([0.1, 0.3], [22.0, 27.0]), ([0.1, 0.25], [23.0, 27.5]), -22.269855824513396),
+    ],
+)  # fmt: skip
+def test_bd_rate_equals_the_bjontegaard_package(anchor, test, library) -> None:
+    assert bd_rate(*anchor, *test) == pytest.approx(library, abs=1e-9)

@@ -168,3 +168,11 @@ def test_export_run_to_model_folder(tmp_path, tiny_model_dir, capsys) -> None:
     a, b = load_codec(tiny_model_dir), load_codec(out)
     assert bitstream.fingerprint(a) == bitstream.fingerprint(b)
     assert b.meta["note"] == "for tests"
+
+
+def test_a_missing_command_module_is_an_error(monkeypatch) -> None:
+    from icmbridge import cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "icmbridge.no_such"])
+    with pytest.raises(ImportError, match="icmbridge.no_such cannot be imported"):
+        cli.build_parser()

@@ -31,9 +31,17 @@ def test_demo_quick(tmp_path, capsys) -> None:
         x = bitstream.decode(live, f.read_bytes())
         h = bitstream.parse_header(f.read_bytes())
         assert x.shape[-2:] == (h.height, h.width)
-    # JPEG was coded at (or just under) the base codec's rate, image by image
+    # JPEG was coded at (or under) the base codec's bytes, image by image; only where JPEG's
+    # lowest quality is already larger may it lie above, and then it is that lowest quality
+    from icmbridge.baselines.classical import get_codec
+    from icmbridge.imageio import load_image, tensor_to_array
+
+    jpeg_codec = get_codec("jpeg")
     for ours, jpeg in zip(codecs["base"]["images"], codecs["jpeg"]["images"], strict=True):
-        assert jpeg["bpp"] <= ours["bpp"] * 1.05 or jpeg["bpp"] < 0.3
+        if jpeg["bpp"] > ours["bpp"]:
+            image = tensor_to_array(load_image(out / "originals" / f"{ours['name']}.png")[0])
+            lowest = jpeg_codec.encode(image, jpeg_codec.q_min)
+            assert jpeg["bpp"] == pytest.approx(8 * len(lowest) / image[..., 0].size)
     assert (out / "report" / "index.html").is_file()
 
 
@@ -81,7 +89,9 @@ def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -
     args = ["ablate", "--base", str(tiny_model_dir), "-o", str(out), "--steps", "1"]
     args += ["--images", "1", "--only", "lambda", "--only", "layers", "--threads", "1"]
     assert main(args) == 0
-    rows = {r["config"]: r for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    from icmbridge.ablate import load_ablation
+
+    rows = {r["config"]: r for r in load_ablation(out)["rows"]}
     # K = 2 is the default layer choice and λ_a = 1e-3 the default weight: one experiment
     assert rows["K = 2"]["same_as"] == "λ_a = 0.001"
     assert rows["K = 2"]["mean"] == rows["λ_a = 0.001"]["mean"]

@@ -45,7 +45,8 @@ def test_evaluate_cli_json_contract(tmp_path, tiny_model_dir, astronaut, capsys)
     )
     assert code == 0
     result = json.loads(out.read_text())
-    assert [e["name"] for e in result["images"]] == ["a.png", "b.png"]
+    (entry,) = result["codecs"].values()  # one codec: the evaluated model
+    assert [e["name"] for e in entry["images"]] == ["a.png", "b.png"]
     for key in (
         "bpp",
         "psnr",
@@ -58,19 +59,21 @@ def test_evaluate_cli_json_contract(tmp_path, tiny_model_dir, astronaut, capsys)
         "encode_s",
         "decode_s",
     ):
-        assert key in result["images"][0] and key in result["mean"]
+        assert key in entry["images"][0] and key in entry["mean"]
     # the bpp is that of the real file the codec writes
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import load_codec
     from icmbridge.imageio import load_image
 
     data = bitstream.encode(load_codec(tiny_model_dir), load_image(folder / "a.png")[0])
-    assert result["images"][0]["bpp"] == pytest.approx(8 * len(data) / (128 * 160))
+    assert entry["images"][0]["bpp"] == pytest.approx(8 * len(data) / (128 * 160))
+    assert result["schema"] == 2 and result["kind"] == "evaluate"
     assert result["ground_truth"].startswith("pseudo")
-    assert "pseudo" not in capsys.readouterr().err
+    # the terminal says so too, on the line a user reads (stdout), once
+    assert capsys.readouterr().out.count("note: no annotations") == 1
 
 
-def test_evaluate_with_annotations_reports_uncompressed(tmp_path, tiny_model_dir) -> None:
+def test_evaluate_with_annotations_reports_uncompressed(tmp_path, tiny_model_dir, capsys) -> None:
     out = tmp_path / "r.json"
     assert (
         main(
@@ -91,9 +94,12 @@ def test_evaluate_with_annotations_reports_uncompressed(tmp_path, tiny_model_dir
         == 0
     )
     result = json.loads(out.read_text())
+    (entry,) = result["codecs"].values()  # one codec: the evaluated model
     assert result["ground_truth"] == "annotations"
     assert result["uncompressed"]["task_ap50"] > 0.5  # MTCNN finds the planted faces
-    assert result["mean"]["n_gt"] == result["uncompressed"]["n_gt"]
+    assert entry["mean"]["n_gt"] == result["uncompressed"]["n_gt"]
+    printed = capsys.readouterr().out
+    assert "uncompressed: AP" in printed and "note: no annotations" not in printed
 
 
 def test_evaluate_errors(tmp_path, tiny_model_dir, capsys) -> None:

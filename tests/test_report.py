@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
 import pytest
-from report_fixtures import SIZE, checkerboard, make_results_dir
+from report_fixtures import (
+    CHROMIUM,
+    SIZE,
+    _chromium,
+    checkerboard,
+    make_results_dir,
+    page_in_browser,
+)
 
 from icmbridge import cli
 from icmbridge.errors import InputError
@@ -134,14 +139,48 @@ def test_intervals_and_paired_differences_are_shown(report: Path) -> None:
 
 def test_renders_a_bare_results_json(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "results.json").write_text(
-        json.dumps({"codecs": {"base": {"mean": None, "images": "junk"}, "x": 3}, "table1": [1]})
-    )
+    bare = {"codecs": {"base": {"mean": {"bpp": 0.1, "psnr": 25.0}}}}
+    (tmp_path / "r" / "results.json").write_text(json.dumps(bare))
     text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
     assert "No images under originals/" in text
     assert 'id="cmp-range"' not in text
     (tmp_path / "r" / "results.json").write_text("{}")
     assert "no codecs" in build_report(tmp_path / "r", tmp_path / "out").read_text()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"codecs": {"base": {"mean": None, "images": "junk"}}}, "codec 'base': has no 'mean'"),
+        ({"codecs": {"base": {"images": [{"name": "a", "psnr": 20}]}}}, "re-run the command"),
+        ({"schema": 99, "codecs": {}}, "schema 99 is newer"),
+        ({"codecs": {"b": {"mean": {"psnr": "high"}}}}, "mean of psnr is not a number"),
+        ({"codecs": {"b": {"mean": {}, "ci": {"psnr": [1]}}}}, "ci of psnr is not a [lo, hi]"),
+        ([1, 2], "does not hold a JSON object"),
+    ],
+)
+def test_malformed_or_old_results_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: object, message: str
+) -> None:
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=re.escape(message)):
+        build_report(tmp_path / "r", tmp_path / "out")
+    assert cli.main(["report", str(tmp_path / "r"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_report_takes_means_as_written_not_from_image_rows(tmp_path: Path) -> None:
+    """Set-level AP is not a mean of per-image APs: the page shows the file's mean."""
+    (tmp_path / "r").mkdir()
+    rows = [{"name": "a", "task_ap50": 0.0, "psnr": 10.0}, {"name": "b", "task_ap50": 0.0}]
+    entry = {"kind": "ours", "mean": {"task_ap50": 0.777, "psnr": 12.345}, "images": rows}
+    (tmp_path / "r" / "results.json").write_text(
+        json.dumps({"schema": 2, "kind": "compare", "codecs": {"base": entry}})
+    )
+    text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
+    assert "0.777" in text and "12.35" in text
 
 
 @pytest.mark.parametrize("quadrant", [(0, 0), (0, 1), (1, 0), (1, 1)])
@@ -217,9 +256,6 @@ def test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_prints_error_for_missing_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if "icmbridge.report.commands" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES,
-                                                     "icmbridge.report.commands"])  # fmt: skip
     assert cli.main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("error: results folder")
     (tmp_path / "bad").mkdir()
@@ -228,30 +264,11 @@ def test_cli_prints_error_for_missing_results(
     assert "cannot read" in capsys.readouterr().err
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-         "--virtual-time-budget=2000", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not on PATH (apt-get install chromium)")
 def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    run = _chromium(report, tmp_path / "profile", "--dump-dom")
-    assert run.returncode == 0, run.stderr[-2000:]
-    body = re.search(r"<body([^>]*)>", run.stdout)
-    assert body, run.stdout[:500]
-    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-    assert attrs.get("ready") == "1", attrs
-    assert attrs["images-failed"] == "0", attrs
-    assert int(attrs["images-loaded"]) == int(attrs["images-total"]) > 15
-    assert "<table" in run.stdout and "Base codec" in run.stdout
+    dom, attrs = page_in_browser(report, tmp_path / "profile")
+    assert int(attrs["images-loaded"]) > 15
+    assert "<table" in dom and "Base codec" in dom
     # drive the slider: pick another pair, the full-image view and a split position
     probe = report.parent / "probe.html"
     script = (
@@ -280,3 +297,75 @@ def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     with Image.open(shot) as im:
         px = np.asarray(im.convert("RGB"))
     assert px.std() > 20  # a real page, not a blank one
+
+
+HOSTILE = {
+    "human": "<script>document.body.dataset.pwned='1'</script>\"q' & λ ✓ Ωμ é",
+    "jpeg": '<img src=x onerror="document.body.dataset.pwned2=1">',
+}
+
+
+def _hostile_results(root: Path) -> Path:
+    """The fixture results with codec labels, descriptions, set, task and commands that are
+    markup, quotes and unicode (a user's LABEL=PATH or data set name can be anything)."""
+    make_results_dir(root)
+    data = json.loads((root / "results.json").read_text(encoding="utf-8"))
+    for old, new in HOSTILE.items():
+        data["codecs"][new] = data["codecs"].pop(old)
+        data["codecs"][new]["description"] = new + " </p><b>bold?</b>"
+        if "/" not in new:  # a label with a slash cannot name a folder: no crops for it
+            (root / "decoded" / old).rename(root / "decoded" / new)
+    data["title"] = HOSTILE["human"]
+    data["set"] = "coco:/data/<b>x</b>.json"
+    data["task"] = "mod:fac'tory\"<i>"
+    data["command"] = "icmbridge demo --set '<script>alert(1)</script>'"
+    data["table1"][1]["config"] = HOSTILE["jpeg"]
+    data["table1_note"] = "<u>note</u> & more"
+    (root / "results.json").write_text(json.dumps(data), encoding="utf-8")
+    return root
+
+
+def test_hostile_labels_render_as_text(tmp_path: Path) -> None:
+    page = build_report(_hostile_results(tmp_path / "r"), tmp_path / "out")
+    text = page.read_text(encoding="utf-8")
+    assert "<script>document" not in text and "<img src=x" not in text
+    assert "<b>x</b>" not in text and "<u>note</u>" not in text and "<b>bold?</b>" not in text
+    assert "λ ✓ Ωμ é" in text  # unicode is kept as text, not mangled
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not on PATH (apt-get install chromium)")
+def test_hostile_labels_render_as_text_in_the_browser(tmp_path: Path) -> None:
+    import html as html_module
+
+    page = build_report(_hostile_results(tmp_path / "r"), tmp_path / "out")
+    probe = page.parent / "probe.html"
+    script = (
+        "<script>document.body.dataset.probe=JSON.stringify({"
+        "cards:[].map.call(document.querySelectorAll('.card h3'),"
+        "function(e){return e.firstChild.textContent.trim();}),"
+        "title:document.title,h1:document.querySelector('header h1').textContent,"
+        "t1:[].map.call(document.querySelectorAll('#table1 td.lbl'),"
+        "function(e){return e.textContent;})});</script></body>"
+    )
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script))
+    dom, attrs = page_in_browser(probe, tmp_path / "profile")
+    assert "pwned" not in attrs and "pwned2" not in attrs  # no injected code ran
+    seen = json.loads(html_module.unescape(attrs["probe"]))
+    assert HOSTILE["human"] in seen["cards"] and HOSTILE["jpeg"] in seen["cards"]
+    assert seen["title"] == seen["h1"] == HOSTILE["human"]
+    assert HOSTILE["jpeg"] in seen["t1"]
+
+
+def test_unversioned_evaluate_results_load_as_one_codec(tmp_path: Path) -> None:
+    """An `evaluate --json` file written before the schema (top-level images and mean) loads."""
+    from icmbridge.evaluation.results import Results
+
+    old = {"model": "human", "set": "faces:test", "task": "face", "ground_truth": "annotations",
+           "images": [{"name": "a", "psnr": 22.0}], "mean": {"psnr": 22.0, "task_ap50": 0.5},
+           "ci": {"psnr": [21.0, 23.0]}}  # fmt: skip
+    res = Results.from_dict(old)
+    assert res.kind == "evaluate" and list(res.codecs) == ["human"]
+    assert res.codecs["human"].mean["task_ap50"] == 0.5 and res.codecs["human"].ci["psnr"]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text(json.dumps(old))
+    assert "22.00" in build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")

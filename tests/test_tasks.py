@@ -183,7 +183,15 @@ def test_torchvision_task_random_weights(arch):
             for k, b in enumerate(g["boxes"].long().tolist()):
                 g["masks"][k, b[1] : b[3], b[0] : b[2]] = 1
         r = task.score(preds, gt)
-        assert "mask_ap" in r
+        assert 0.0 <= r["mask_ap"] <= 1.0
+        # mask AP scores the masks, not the boxes: perfect boxes with perfect masks score 1,
+        # the same boxes with empty masks score 0 on masks and still 1 on boxes
+        perfect = [dict(g, scores=torch.ones(len(g["boxes"]))) for g in gt]
+        right = task.score(perfect, gt)
+        assert right["mask_ap"] == pytest.approx(1.0) and right["ap"] == pytest.approx(1.0)
+        empty = [dict(p, masks=torch.zeros_like(p["masks"])) for p in perfect]
+        wrong = task.score(empty, gt)
+        assert wrong["mask_ap"] == pytest.approx(0.0) and wrong["ap"] == pytest.approx(1.0)
     else:
         r = task.score(preds, targets)
     assert r["n_gt"] == 3 and 0.0 <= r["ap"] <= 1.0

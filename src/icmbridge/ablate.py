@@ -1,7 +1,7 @@
 """``icmbridge ablate``: the paper's Table 1 and the questions it leaves open, on our data.
 
 Every row finetunes the same base with the same steps and seed, then is evaluated alike on the
-held-out face benchmark. Rows:
+held-out set (default: the face benchmark with MTCNN). Rows:
 
 * Table 1: 3×64², 3×32², 5×64², 1×64², 3×128², 3×128² low impact;
 * the λ_a = 0 control (same layers, MSE only): does the adversarial term remove the artifacts,
@@ -10,10 +10,14 @@ held-out face benchmark. Rows:
 * a λ_a sweep (trade-off between task AP50 and PSNR / artifact score);
 * K = 1…4 finetuned synthesis layers (which layers carry the artifacts).
 
-Results go to OUT/ablation.json and OUT/table1.md, runs to OUT/runs/ (resumable: a finished row
-is not run again; rows with the same settings are run once), decoded images to OUT/decoded/ for
-the report. Keep --threads the same across resumed runs: trained weights differ in their last
-bits with the thread count, and AP50 on a few dozen images feels even that.
+Every decoder reads the same bitstreams of the base (``compare_decoders``, as ``compare`` and
+``demo`` do), scored with one task on one set: ``--set``, ``--task`` (``--task-weights``,
+``--task-option``) make the table for any data and task network, e.g. ``--task fasterrcnn
+--task-weights W.pth --set coco:ANN.json``. Results go to OUT/results.json (the results schema;
+``icmbridge report OUT -o PAGE`` shows Table 1) and OUT/table1.md, runs to OUT/runs/ (resumable: a
+finished row is not run again; rows with the same settings are run once), decoded images to
+OUT/decoded/ for the report. Keep --threads the same across resumed runs: trained weights differ
+in their last bits with the thread count, and AP50 on a few dozen images feels even that.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ LAYER_SWEEP = [1, 2, 3, 4]
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.data import SET_HELP
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "ablate",
@@ -70,7 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default="results/ablation", help="output folder")
     p.add_argument("--steps", type=int, default=400, help="finetuning steps per row")
     p.add_argument("--seed", type=int, default=0, help="seed of every row")
-    p.add_argument("--images", type=int, default=24, help="held-out benchmark images to score")
+    p.add_argument("--set", default="faces:test", help="held-out images to score: " + SET_HELP)
+    add_task_arguments(p, allow_none=False)
+    p.add_argument("--images", type=int, default=24, help="held-out images to score (the first N)")
+    p.add_argument(
+        "--data",
+        type=lambda s: [t for t in s.split(",") if t],
+        help="finetuning sets, comma separated (default: finetune's, faces,photos)",
+    )
     p.add_argument(
         "--only",
         choices=["table1", "lambda", "layers"],
@@ -99,21 +112,25 @@ def _slug(label: str) -> str:
 
 
 def run_ablation(
-    base: str, out: Path, steps: int, seed: int, n_images: int, parts: list[str]
+    base: str,
+    out: Path,
+    steps: int,
+    seed: int,
+    n_images: int,
+    parts: list[str],
+    set_spec: str = "faces:test",
+    task: Any = None,
+    data: list[str] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
+    """Finetune every row from ``base`` (a finished row is not run again), then compare all
+    decoders on one set of ``base``'s bitstreams with :func:`compare_decoders` and one task
+    (None: ``face``). Returns the results with ``rows`` (every row's scores) for the tables."""
     import torch
 
-    from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
-    from icmbridge.evaluation.core import (
-        DIFF_KEYS,
-        decode_with_model,
-        encode_with_model,
-        score,
-        task_reference,
-    )
-    from icmbridge.evaluation.stats import paired_difference
-    from icmbridge.imageio import save_image
+    from icmbridge.evaluation.compare import compare_decoders
+    from icmbridge.evaluation.core import task_reference
     from icmbridge.tasks import build_task
     from icmbridge.train.finetune import FinetuneConfig, finetune
     from icmbridge.train.runtime import Checkpoints
@@ -121,51 +138,19 @@ def run_ablation(
     if steps < 1 or n_images < 1:
         raise InputError("--steps and --images must be ≥ 1")
     out.mkdir(parents=True, exist_ok=True)
-    samples = get_set("faces", "test")[:n_images]
-    base_codec = load_codec(base)
-    streams, _ = encode_with_model(base_codec, samples)
-    task = build_task("face")
-    gts = [s.target() for s in samples]
-
-    def evaluate(label: str, codec: Any) -> dict[str, Any]:
-        coded = decode_with_model(codec, streams, samples)
-        for c in coded:
-            path = out / "decoded" / _slug(label) / f"{c.name}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_image(c.decoded, path)
-        return score(coded, task, gts, progress=False)
-
-    results: dict[str, Any] = {
-        "base": base,
-        "steps": steps,
-        "seed": seed,
-        # float sums depend on the thread count, and so do trained weights at the last bits
-        "threads": torch.get_num_threads(),
-        "set": f"faces:test (first {n_images})",
-        "task": task.name,
-        "uncompressed": task_reference(task, samples),
-        "rows": [],
-    }
-    base_scores = evaluate("base", base_codec)
-    results["rows"].append(
-        {
-            "part": "base",
-            "config": "Base codec",
-            "key": "base",
-            "mean": base_scores["mean"],
-            "ci": base_scores["ci"],
-            "images": base_scores["images"],
-        }
-    )
-    for s in samples:
-        path = out / "originals" / f"{s.name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(s.image, path)
+    samples = get_set(set_spec, "test")[:n_images]
+    if not samples:
+        raise InputError(f"{set_spec} holds no images")
+    task = task if task is not None else build_task("face")
 
     todo = rows(parts)
     # rows that differ only in their label (e.g. Table 1's 3×64², λ_a = 1e-3 and K = 2 are all the
     # defaults) are one experiment: run it once and list it under every label
     ran: dict[str, dict[str, Any]] = {}
+    table: list[dict[str, Any]] = [
+        {"part": "base", "config": "Base codec", "key": "base", "options": {}}
+    ]
+    decoders: dict[str, str] = {}
     for i, (part, label, opts) in enumerate(todo, 1):
         run_dir = out / "runs" / _slug(label)
         cfg = replace(
@@ -176,6 +161,7 @@ def run_ablation(
                 seed=seed,
                 tensorboard=False,
                 checkpoint_every=max(steps // 4, 1),
+                **({"data": list(data)} if data else {}),
             ),
             **opts,
         )
@@ -185,7 +171,6 @@ def run_ablation(
             first = ran[identity]
             print(f"[{i}/{len(todo)}] {label}: same as {first['config']}", file=sys.stderr)
             row.update(key=first["key"], same_as=first["config"])
-            row.update({k: first[k] for k in ("mean", "ci", "vs", "images")})
         else:
             print(f"[{i}/{len(todo)}] {label}", file=sys.stderr, flush=True)
             last = Checkpoints(run_dir).last
@@ -195,12 +180,39 @@ def run_ablation(
                 != steps
             ):
                 finetune(cfg, resume=last is not None)
-            scores = evaluate(label, load_codec(run_dir))
-            vs = {"reference": "base", "diff": paired_difference(scores, base_scores, DIFF_KEYS)}
-            row.update(mean=scores["mean"], ci=scores["ci"], vs=vs, images=scores["images"])
+            decoders[row["key"]] = str(run_dir)
             ran[identity] = row
-        results["rows"].append(row)
-        _write(out, results)
+        table.append(row)
+
+    print(f"scoring {len(decoders) + 1} decoders on {len(samples)} images", file=sys.stderr)
+    compared = compare_decoders(
+        base,
+        decoders,
+        [],
+        samples,
+        task,
+        out,
+        descriptions={r["key"]: r["config"] for r in table if "same_as" not in r},
+    )
+    codecs = compared["codecs"]
+    for row in table:
+        entry = codecs[row["key"]]
+        row.update({k: entry.get(k) for k in ("mean", "ci", "vs", "images")})
+    gts = [s.target() for s in samples]
+    results: dict[str, Any] = {
+        "base": base,
+        "steps": steps,
+        "seed": seed,
+        # float sums depend on the thread count, and so do trained weights at the last bits
+        "threads": torch.get_num_threads(),
+        "set": f"{set_spec} (first {len(samples)})",
+        "task": task.name,
+        "ground_truth": "annotations" if all(g is not None for g in gts) else "pseudo",
+        "uncompressed": task_reference(task, samples),
+        "command": command or f"icmbridge ablate --base {base} --steps {steps}",
+        "codecs": codecs,
+        "rows": table,
+    }
     _write(out, results)
     return results
 
@@ -251,7 +263,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Base `{results['base']}`, {results['steps']} finetuning steps per row, seed "
         f"{results['seed']}, {results.get('threads', '?')} CPU thread(s), evaluated on "
-        f"{results['set']} (task AP50 against annotations).",
+        f"{results['set']}, task `{results.get('task', '?')}` (AP50 against "
+        f"{results.get('ground_truth') or 'annotations'}).",
         "",
         "| Configuration | AP50 ↑ [95% CI] | AP ↑ | PSNR ↑ [95% CI] | SSIM ↑ | Feature dist. ↓ "
         "| Artifact dB ↓ | ΔAP50 rel. vs base [paired 95% CI] | ΔPSNR dB vs base [paired] |",
@@ -299,6 +312,8 @@ def noise_note(results: dict[str, Any]) -> str | None:
 
 
 def _write(out: Path, results: dict[str, Any]) -> None:
+    """OUT/results.json (the results schema; ``icmbridge report`` reads it) and OUT/table1.md."""
+    from icmbridge.evaluation.results import CodecResult, Results
     from icmbridge.utils.atomic import atomic_write_bytes
 
     results["table1"] = table1_rows(results)
@@ -313,42 +328,86 @@ def _write(out: Path, results: dict[str, Any]) -> None:
         for r in results["rows"]
         if r["part"] == "lambda" or r["config"] == CONTROL
     ]
-    atomic_write_bytes(out / "ablation.json", (json.dumps(results, indent=1) + "\n").encode())
-    # the same, in the shape `icmbridge report` reads
-    report = {
-        "title": "icmbridge ablation (the paper's Table 1 on our data)",
-        "command": f"icmbridge ablate --base {results['base']} --steps {results['steps']}",
-        "set": results["set"],
-        "task": results["task"],
-        "ground_truth": "annotations",
-        "uncompressed": results["uncompressed"],
-        "codecs": {
-            r["key"]: {
-                "kind": "ours",
-                "description": r["config"],
-                "mean": r["mean"],
-                "ci": r.get("ci"),
-                "vs": r.get("vs"),
-                "images": r["images"],
-            }
-            for r in results["rows"]
-            if "same_as" not in r
-        },
-        "table1": results["table1"],
-        "table1_note": noise_note(results),
-        "tradeoff": results["tradeoff"],
-    }
-    atomic_write_bytes(out / "results.json", (json.dumps(report, indent=1) + "\n").encode())
+    light = [
+        {k: r[k] for k in ("part", "config", "key", "options", "same_as") if k in r}
+        for r in results["rows"]
+    ]
+    Results(
+        kind="ablation",
+        title="icmbridge ablation (the paper's Table 1 on our data)",
+        command=results["command"],
+        set=results["set"],
+        n_images=len(results["rows"][0]["images"] or []),
+        base=str(results["base"]),
+        reference="base",
+        task=results["task"],
+        ground_truth=results["ground_truth"],
+        uncompressed=results["uncompressed"],
+        threads=results["threads"],
+        codecs={k: CodecResult.from_dict(v) for k, v in results["codecs"].items()},
+        table1=results["table1"],
+        table1_note=noise_note(results),
+        tradeoff=results["tradeoff"],
+        extra={"steps": results["steps"], "seed": results["seed"], "rows": light},
+    ).write(out / "results.json")
     atomic_write_bytes(out / "table1.md", markdown(results).encode())
 
 
+def load_ablation(out: Path) -> dict[str, Any]:
+    """An ablation's results.json back as :func:`run_ablation` returns it (rows with scores)."""
+    from icmbridge.evaluation.results import Results
+
+    res = Results.read(Path(out) / "results.json")
+    if res.kind != "ablation":
+        raise InputError(f"{out}/results.json holds {res.kind} results, not an ablation")
+    codecs = {k: c.to_dict() for k, c in res.codecs.items()}
+    rows = [{**r, **codecs[r["key"]]} for r in res.extra["rows"]]
+    for r in rows:
+        r.pop("kind", None)
+        r.pop("description", None)
+    return {
+        "base": res.base,
+        "steps": res.extra["steps"],
+        "seed": res.extra["seed"],
+        "threads": res.threads,
+        "set": res.set,
+        "task": res.task,
+        "ground_truth": res.ground_truth,
+        "uncompressed": res.uncompressed,
+        "command": res.command,
+        "codecs": codecs,
+        "rows": rows,
+        "table1": res.table1,
+        "tradeoff": res.tradeoff,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import torch
+
+    from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = args.only or ["table1", "lambda", "layers"]
-    results = run_ablation(args.base, Path(args.out), args.steps, args.seed, args.images, parts)
+    words = ["icmbridge", "ablate", "--base", args.base, "--steps", str(args.steps)]
+    words += ["--seed", str(args.seed), "--set", args.set, *task_argv(args)]
+    words += ["--images", str(args.images)] + (["--data", ",".join(args.data)] if args.data else [])
+    words += [w for p in args.only or [] for w in ("--only", p)] + ["-o", args.out]
+    results = run_ablation(
+        args.base,
+        Path(args.out),
+        args.steps,
+        args.seed,
+        args.images,
+        parts,
+        set_spec=args.set,
+        task=task_from_args(args),
+        data=args.data,
+        command=shlex.join(words),
+    )
     print(markdown(results))
-    print(f"written: {Path(args.out) / 'ablation.json'}, {Path(args.out) / 'table1.md'}")
+    print(f"written: {Path(args.out) / 'results.json'}, {Path(args.out) / 'table1.md'}")
     return 0

@@ -69,12 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"icmbridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
+        # a listed command module that is missing is a broken install, never a silent gap in
+        # the command list
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command module not written yet
-                continue
-            raise
+            raise ImportError(
+                f"icmbridge command module {name} cannot be imported ({exc}): the installation "
+                "is incomplete"
+            ) from exc
         module.register(sub)
     return parser
 

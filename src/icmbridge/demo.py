@@ -12,25 +12,27 @@
    each classical codec on the same images, with BD-rates (``icmbridge curves``, in small);
 5. measure everything alike (bpp from real bytes, PSNR, SSIM, artifact score, face AP50) and write
    ``results.json``, the decoded images and an HTML report.
+
+Steps 1, 3 and 4 are one call of ``compare_decoders`` (as in ``compare`` and ``ablate``). The
+defaults are the shipped models, the face benchmark and MTCNN; ``--base``, ``--set``, ``--task``
+(``--task-weights``, ``--task-option``) run the same job on any base, image set and task network.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from icmbridge.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.data import SET_HELP
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "demo",
@@ -57,12 +59,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="skip the rate curves over the shipped rate points (always skipped with --quick)",
     )
+    p.add_argument("--base", default="base", help="the codec that writes the bitstreams")
     p.add_argument(
-        "--base",
-        default="base",
-        help="machine codec to demonstrate: a shipped name or a model folder of any "
-        "architecture (e.g. from `icmbridge import`); the shipped human decoders join only "
-        "if they read its bitstreams, the rate curves only for the shipped base",
+        "--decoders",
+        help="decoders finetuned from --base, comma separated (names, paths or LABEL=PATH); "
+        "default: the shipped human decoders that read --base's bitstreams",
+    )
+    p.add_argument("--set", default="faces:test", help=SET_HELP)
+    add_task_arguments(p, allow_none=False)
+    p.add_argument(
+        "--filter-set",
+        help="images the post-filters' parameters are searched on (default: the training split "
+        "of --set, else photos:train)",
     )
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run)
@@ -72,15 +80,20 @@ RATE_POINTS = ("base-low", "base", "base-high")
 """Shipped models of one family at different rates: the demo's rate curves use those present."""
 
 
-def _save_png(path: Path, image: np.ndarray) -> None:
-    from icmbridge.imageio import save_image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(image, path)
-
-
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _shipped_decoders(base: Any) -> dict[str, str]:
+    """The shipped human decoders that read ``base``'s bitstreams (same encoder fingerprint)."""
+    from icmbridge.codec.bitstream import fingerprint
+    from icmbridge.codec.store import available_models, load_codec
+
+    shipped = available_models()
+    want = fingerprint(base)
+    return {
+        n: n for n in ("human", "human-li") if n in shipped and fingerprint(load_codec(n)) == want
+    }
 
 
 def run_demo(
@@ -89,175 +102,142 @@ def run_demo(
     n_images: int | None = None,
     finetune_steps: int | None = None,
     curves: bool | None = None,
-    base_model: str = "base",
+    base: str = "base",
+    set_spec: str = "faces:test",
+    task: Any = None,
+    decoders: dict[str, str] | None = None,
+    filter_set: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    from icmbridge.baselines.classical import available_codecs, code_at_bpp
+    """The demo on any base, set and task (defaults: the shipped base, the face benchmark,
+    MTCNN). ``task`` is a built :class:`~icmbridge.tasks.MachineTask` (None: ``face``)."""
+    from icmbridge.baselines.classical import available_codecs
     from icmbridge.baselines.postfilter import PostFilter, search_filter
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
-    from icmbridge.data import get_set
-    from icmbridge.evaluation.core import (
-        Coded,
-        compare,
-        decode_with_model,
-        encode_with_model,
-        task_reference,
-    )
-    from icmbridge.imageio import array_to_tensor, tensor_to_array
+    from icmbridge.data import get_set, train_split
+    from icmbridge.evaluation.compare import compare_decoders
+    from icmbridge.evaluation.core import task_reference
+    from icmbridge.evaluation.results import CodecResult, Results
+    from icmbridge.imageio import array_to_tensor
     from icmbridge.tasks import build_task
 
     start = time.perf_counter()
     shipped = available_models()
-    if base_model == "base" and "base" not in shipped:
+    if base == "base" and "base" not in shipped:
         raise InputError("the shipped base model is missing from weights/ (see weights/base.md)")
     n_images = n_images or (3 if quick else 8)
     if finetune_steps is None:
         finetune_steps = 10 if quick else 150
     if n_images < 1 or finetune_steps < 0:
         raise InputError("--images must be ≥ 1 and --finetune-steps ≥ 0")
+    task = task if task is not None else build_task("face")
     out.mkdir(parents=True, exist_ok=True)
-    samples = get_set("faces", "test")[:n_images]
-    for s in samples:
-        _save_png(out / "originals" / f"{s.name}.png", s.image)
+    samples = get_set(set_spec, "test")[:n_images]
+    if not samples:
+        raise InputError(f"{set_spec} holds no images")
+    base_codec = load_codec(base)
+    decoders = dict(_shipped_decoders(base_codec) if decoders is None else decoders)
 
-    # 1. one bitstream per image, from the machine codec's encoder
-    _say(f"[1/5] compressing {len(samples)} images with {base_model} → {out / 'bitstreams'}")
-    base = load_codec(base_model)
-    streams, enc_times = encode_with_model(base, samples)
-    (out / "bitstreams").mkdir(exist_ok=True)
-    for s, data in zip(samples, streams, strict=True):
-        (out / "bitstreams" / f"{s.name}.icmb").write_bytes(data)
-
-    # the shipped decoders (they decode in step 3, with the live one)
-    decoders = {"base": base}
-    for name in ("human", "human-li"):
-        if name in shipped:
-            decoder = load_codec(name)
-            if bitstream.fingerprint(decoder) == bitstream.fingerprint(base):
-                decoders[name] = decoder
-
-    # 2. the method at work: a short live finetune from base
+    # the method at work: a short live finetune from base
     if finetune_steps:
         from icmbridge.train.finetune import FinetuneConfig, finetune
 
         _say(
-            f"[2/5] live PatchGAN finetune of {base_model}'s first 2 decoder layers, "
+            f"[1/3] live PatchGAN finetune of {base}'s first 2 decoder layers, "
             f"{finetune_steps} steps"
         )
-        run_dir = out / "live-finetune"
         cfg = FinetuneConfig(
-            out=str(run_dir),
-            base=base_model,
+            out=str(out / "live-finetune"),
+            base=str(base),
             steps=finetune_steps,
             checkpoint_every=max(finetune_steps, 1),
             tensorboard=False,
             batch_size=4 if quick else 8,
         )
-        decoders["live-finetune"] = load_codec(finetune(cfg))
+        decoders["live-finetune"] = str(finetune(cfg))
 
-    _say(f"[3/5] decoding the same bitstreams with {', '.join(decoders)}")
-    coded: dict[str, list[Coded]] = {}
-    for label, codec in decoders.items():
-        coded[label] = decode_with_model(codec, streams, samples)
-        if label == "base":
-            for c, t in zip(coded[label], enc_times, strict=True):
-                c.encode_s = t
-        for c in coded[label]:
-            _save_png(out / "decoded" / label / f"{c.name}.png", c.decoded)
-
-    # 4. classical codecs at the base codec's rate, and post-filters on its output
-    names = ["jpeg"] if quick else ["jpeg", "webp", "avif"]
-    names = [n for n in names if available_codecs().get(n) is None]
-    _say(f"[4/5] {', '.join(names)} at matched rate; post-filters on base")
-    for name in names:
-        coded[name] = []
-        for s, c in zip(samples, coded["base"], strict=True):
-            r = code_at_bpp(name, s.image, target_bpp=8 * c.num_bytes / s.image[..., 0].size)
-            coded[name].append(
-                Coded(s.name, s.image, r.decoded, len(r.data), r.encode_s, r.decode_s)
-            )
-            _save_png(out / "decoded" / name / f"{s.name}.png", r.decoded)
-    val = get_set("faces", "train")[: 2 if quick else 4]
+    # post-filters on base's output, their parameters searched on training images
+    filter_set = filter_set or train_split(set_spec) or "photos:train"
+    val = get_set(filter_set, "train")[: 2 if quick else 4]
     val_pairs = [
         (
             array_to_tensor(v.image)[0],
-            bitstream.decode(base, bitstream.encode(base, array_to_tensor(v.image)))[0],
+            bitstream.decode(base_codec, bitstream.encode(base_codec, array_to_tensor(v.image)))[0],
         )
         for v in val
     ]
-    filter_params = {}
-    for kind in ("gaussian", "bilateral"):
-        params, _ = search_filter(kind, val_pairs)
-        filt = PostFilter(kind, params)
-        label = f"base+{kind}"
-        filter_params[label] = params
-        coded[label] = []
-        for c in coded["base"]:
-            y = tensor_to_array(filt.apply(array_to_tensor(c.decoded)[0]))
-            coded[label].append(Coded(c.name, c.original, y, c.num_bytes, c.encode_s, c.decode_s))
-            _save_png(out / "decoded" / label / f"{c.name}.png", y)
+    filters = {f"base+{k}": PostFilter(k, search_filter(k, val_pairs)[0]) for k in _FILTERS}
 
-    task = build_task("face")
-    rate_points = [m for m in RATE_POINTS if m in shipped] if base_model == "base" else []
-    curve_results = None
-    if (not quick if curves is None else curves) and len(rate_points) >= 2:
-        from icmbridge.evaluation.curves import run_curves
-
-        _say(f"[4/5] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
-        curve_results = run_curves(
-            rate_points, names, samples, task, out / "curves", f"faces:test (first {len(samples)})"
-        )
-
-    # 5. the same metrics for all
-    _say("[5/5] measuring (bpp, PSNR, SSIM, artifact score, face AP50) and writing the report")
-    gts = [s.target() for s in samples]
+    names = ["jpeg"] if quick else ["jpeg", "webp", "avif"]
+    names = [n for n in names if available_codecs().get(n) is None]
+    _say(
+        f"[2/3] {len(samples)} images coded once with {base}, decoded by "
+        f"{', '.join(['base', *decoders])}; {', '.join(names)} at matched bytes; post-filters"
+    )
     descriptions = {
-        "base": "machine decoder (ICM codec trained for rate + face detection)",
+        "base": f"machine decoder of {base} (writes the bitstreams)",
         "human": "human decoder: first 2 decoder layers PatchGAN-finetuned (shipped)",
         "human-li": "human decoder, low-impact setting (shipped)",
         "live-finetune": f"first 2 decoder layers finetuned live in this demo ({finetune_steps} "
         "steps)",
-        "base+gaussian": "base decoder + Gaussian filter (searched on training images)",
-        "base+bilateral": "base decoder + bilateral filter (searched on training images)",
+        "base+gaussian": f"base decoder + Gaussian filter (searched on {filter_set})",
+        "base+bilateral": f"base decoder + bilateral filter (searched on {filter_set})",
     }
-    results: dict[str, Any] = {
-        "title": "icmbridge demo",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "icmbridge demo"
-        + (" --quick" if quick else "")
-        + (f" --base {base_model}" if base_model != "base" else ""),
-        "set": f"faces:test (first {len(samples)})",
-        "task": task.name,
-        "ground_truth": "annotations",
-        "uncompressed": task_reference(task, samples),
-        "codecs": {},
-    }
+    if base == "base":
+        descriptions["base"] = "machine decoder (ICM codec trained for rate + face detection)"
+    compared = compare_decoders(
+        base_codec,
+        decoders,
+        names,
+        samples,
+        task,
+        out,
+        postfilters=filters,
+        descriptions=descriptions,
+    )
+
+    rate_points = [m for m in RATE_POINTS if m in shipped] if base == "base" else []
+    curve_results = None
+    if (not quick if curves is None else curves) and len(rate_points) >= 2:
+        from icmbridge.evaluation.curves import run_curves
+
+        _say(f"[3/3] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
+        curve_results = run_curves(
+            rate_points, names, samples, task, out / "curves", f"{set_spec} (first {len(samples)})"
+        )
+
+    gts = [s.target() for s in samples]
+    results = Results(
+        kind="demo",
+        title="icmbridge demo",
+        command=command or "icmbridge demo" + (" --quick" if quick else ""),
+        set=f"{set_spec} (first {len(samples)})",
+        n_images=len(samples),
+        base=str(base),
+        reference="base",
+        task=task.name,
+        ground_truth="annotations" if all(g is not None for g in gts) else "pseudo",
+        uncompressed=task_reference(task, samples),
+        codecs={k: CodecResult.from_dict(v) for k, v in compared["codecs"].items()},
+        unavailable=compared["unavailable"],
+    )
     if curve_results is not None:
-        results["rate_curves"] = curve_results["rate_curves"]
-        results["bd_rate"] = curve_results["bd_rate"]
-    for label, r in compare(coded, task, gts, reference="base").items():
-        kind = "ours" if label in decoders else ("postfilter" if "+" in label else "classical")
-        entry = {
-            "kind": kind,
-            "description": descriptions.get(label, f"{label} at matched bpp"),
-            "mean": r["mean"],
-            "ci": r["ci"],
-            "images": r["images"],
-        }
-        if "vs" in r:
-            entry["vs"] = r["vs"]
-        if label in filter_params:
-            entry["params"] = filter_params[label]
-        results["codecs"][label] = entry
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        results.rate_curves = curve_results.rate_curves
+        results.bd_rate = curve_results.bd_rate
+    results.seconds = round(time.perf_counter() - start, 1)
+    results.write(out / "results.json")
+    data = results.to_dict()
     try:
         from icmbridge.report.html import build_report
 
-        results["report"] = str(build_report(out, out / "report"))
+        data["report"] = str(build_report(out, out / "report"))
     except ImportError:
-        results["report"] = None
-    return results
+        data["report"] = None
+    return data
+
+
+_FILTERS = ("gaussian", "bilateral")
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -304,12 +284,33 @@ def summary_table(results: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import torch
+
+    from icmbridge.evaluation.compare import _decoders
+    from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    task = task_from_args(args)
+    if task is None:
+        raise InputError("the demo scores a task: give one with --task (not 'none')")
+    words = ["icmbridge", "demo"] + (["--quick"] if args.quick else [])
+    if (args.base, args.set, args.task) != ("base", "faces:test", "face"):
+        words += ["--base", args.base, "--set", args.set, *task_argv(args)]
     results = run_demo(
-        Path(args.out), args.quick, args.images, args.finetune_steps, args.curves, args.base
+        Path(args.out),
+        args.quick,
+        args.images,
+        args.finetune_steps,
+        args.curves,
+        base=args.base,
+        set_spec=args.set,
+        task=task,
+        decoders=_decoders(args.decoders) if args.decoders is not None else None,
+        filter_set=args.filter_set,
+        command=shlex.join(words),
     )
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")

@@ -12,11 +12,14 @@ Canonical type: a float ``torch.Tensor`` in [0, 1], ``(3, H, W)`` or ``(B, 3, H,
 own output. An ``(H, W, 3)`` ``uint8`` NumPy array is accepted too and a uint8 array (rounded)
 comes back, so the filters drop into either pipeline. Borders are reflected.
 
-The bilateral filter is vectorised in torch: one pass per window offset over the whole image
-(``(2r+1)²`` passes, ``r = ceil(2·sigma_spatial)``, capped at :data:`MAX_RADIUS`), exact for the
-truncated window: ~30 ms for a 256² image at ``sigma_spatial = 1.5`` on one core, against ~0.8 s
-for ``skimage.restoration.denoise_bilateral`` (a per-pixel loop), which would make a grid search
-take minutes.
+Both filters are kornia's (``kornia.filters.gaussian_blur2d``, ``bilateral_blur`` with the L2
+colour distance): a test checks them against a direct implementation of the same formulas (equal
+to 2e-6 on [0, 1] pixels). Measured on one core with a training job beside it, kornia 0.9.0 vs the
+hand-written torch versions this module had before: bilateral 256² 12 ms vs 23 ms (σ_s = 1.5),
+512² 47 vs 130 ms; Gaussian about equal at 256², faster at 512². kornia's CPU bilateral loops
+over taps for large images, so its memory stays that of one image (688 vs 691 MB peak RSS on a
+1536×1024 image, whole process). ``skimage.restoration.denoise_bilateral`` (a per-pixel loop)
+takes ~0.8 s for 256², which would make a grid search take minutes.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from icmbridge.errors import InputError
@@ -81,27 +83,17 @@ def _positive(value: float, name: str, allow_zero: bool = False) -> float:
 
 
 # ------------------------------------------------------------------------------------ filters
-def _gaussian_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    radius = max(0, math.ceil(3.0 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-(offsets**2) / (2.0 * sigma * sigma))
-    return (k / k.sum()).to(dtype=dtype, device=device)
-
-
 def _gaussian(x: Tensor, sigma: float) -> Tensor:
-    if sigma == 0:
+    """kornia's separable Gaussian blur, window ±ceil(3σ), borders reflected."""
+    import kornia
+
+    r = max(0, math.ceil(3.0 * sigma))
+    if sigma == 0 or r == 0:
         return x
-    k = _gaussian_kernel(sigma, x.dtype, x.device)
-    r = (k.numel() - 1) // 2
-    if r == 0:
-        return x
-    b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
     # reflect padding needs pad < size; replicate covers tiny images
-    mode = "reflect" if r < min(h, w) else "replicate"
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
-    return y.reshape(b, c, h, w)
+    border = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    k = 2 * r + 1
+    return kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type=border)
 
 
 def gaussian(image: ImageLike, sigma: float) -> ImageLike:
@@ -115,23 +107,21 @@ def gaussian(image: ImageLike, sigma: float) -> ImageLike:
 
 
 def _bilateral(x: Tensor, sigma_color: float, sigma_spatial: float) -> Tensor:
-    b, c, h, w = x.shape
+    """kornia's bilateral filter with the Euclidean RGB distance, window ±min(ceil(2σ_s), 7)."""
+    import kornia
+
     r = min(MAX_RADIUS, max(1, math.ceil(2.0 * sigma_spatial)))
-    mode = "reflect" if r < min(h, w) else "replicate"
-    xp = F.pad(x, (r, r, r, r), mode=mode)
-    num = torch.zeros_like(x)
-    den = torch.zeros((b, 1, h, w), dtype=x.dtype, device=x.device)
-    inv_c = 1.0 / (2.0 * sigma_color * sigma_color)
-    inv_s = 1.0 / (2.0 * sigma_spatial * sigma_spatial)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            spatial = math.exp(-(dy * dy + dx * dx) * inv_s)
-            shifted = xp[:, :, r + dy : r + dy + h, r + dx : r + dx + w]
-            dist2 = (shifted - x).pow(2).sum(1, keepdim=True)
-            wgt = torch.exp(-dist2 * inv_c) * spatial
-            num += wgt * shifted
-            den += wgt
-    return (num / den).clamp(0.0, 1.0)  # den >= 1 (the centre tap): no division by zero
+    border = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    k = 2 * r + 1
+    y = kornia.filters.bilateral_blur(
+        x,
+        (k, k),
+        sigma_color,
+        (sigma_spatial, sigma_spatial),
+        border_type=border,
+        color_distance_type="l2",
+    )
+    return y.clamp(0.0, 1.0)
 
 
 def bilateral(image: ImageLike, sigma_color: float, sigma_spatial: float) -> ImageLike:

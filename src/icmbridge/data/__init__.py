@@ -13,7 +13,8 @@ spec* is one string::
 * ``yolo:PATH`` — a YOLO-format detection set (coco128 layout); ``coco128`` is the bare name;
 * ``widerface[:PATH]`` — WIDER FACE official ground truth, with ignore regions;
 * ``folder:PATH`` — every jpg/jpeg/png/webp below PATH (no boxes);
-* ``coco:JSON`` — COCO instance annotations, images next to the json.
+* ``coco:JSON`` — COCO instance annotations, images next to the json (read lazily: a json of 100k
+  images loads without decoding one).
 
 Without a PATH (a *bare name*: ``kodak``, ``bsds:test``, ``coco128``, ``widerface``,
 ``bsdsfaces``) the set is looked up below the folder named by the environment variable
@@ -25,7 +26,8 @@ called ``test``). Options after ``?`` (paths cannot contain ``?``):
 * widerface: ``min_size=PX`` (default 20, on min(w, h)), ``invalid=ignore|drop|keep``,
   ``small=ignore|drop``, ``gt=FILE`` — e.g. ``widerface:/data/wider?min_size=30,invalid=drop``;
 * faces, bsdsfaces: ``n_images=N``, ``seed=S``;
-* coco: ``crowd=drop|ignore``.
+* coco: ``crowd=ignore|drop`` (default ignore: crowds are ignore regions, as in ``COCOeval``),
+  ``masks=true`` (instance masks for mask AP, e.g. with ``--task maskrcnn``).
 
 A split inside the spec wins over the ``split`` argument, which is only a default (callers such
 as training pass "train"); sets without splits ignore the argument.
@@ -67,6 +69,15 @@ def _float(key: str, value: str) -> float:
 
 def _text(key: str, value: str) -> str:
     return value
+
+
+def _bool(key: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"option {key}= must be true or false, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -125,9 +136,10 @@ _KINDS: dict[str, _Kind] = {
     ),
     "folder": _Kind("folder:PATH your images below PATH (jpg/jpeg/png/webp, recursive); no boxes"),
     "coco": _Kind(
-        "coco:JSON[?crowd=drop|ignore] your COCO instance annotations (images next to JSON)",
+        "coco:JSON[?crowd=ignore|drop,masks=true] your COCO instance annotations (images next "
+        "to JSON, read lazily; crowds are ignore regions; masks for mask AP)",
         path_name="JSON",
-        options={"crowd": _text},
+        options={"crowd": _text, "masks": _bool},
     ),
 }
 # Bare names that stand for another kind with its own folder below ICMBRIDGE_DATA.
@@ -275,6 +287,18 @@ def set_status() -> dict[str, str]:
     return out
 
 
+def train_split(spec: str) -> str | None:
+    """The spec of the training split of the set ``spec`` (``faces:test`` → ``faces:train``),
+    or None when the set has no training split."""
+    parsed = parse_spec(spec)
+    if "train" not in _KINDS[parsed.kind].splits:
+        return None
+    head, sep, query = parsed.text.partition("?")
+    name = head.partition(":")[0]
+    path = f":{parsed.path}" if parsed.path is not None else ""
+    return f"{name}{path}:train" + (f"?{query}" if sep else "")
+
+
 def get_set(spec: str, split: str | None = None) -> list[Sample]:
     """The samples of the set ``spec`` (``NAME[:PATH][:SPLIT][?OPTIONS]``, see the module doc).
 
@@ -306,7 +330,8 @@ def get_set(spec: str, split: str | None = None) -> list[Sample]:
     if parsed.kind == "folder":
         return load_folder(path)
     if parsed.kind == "coco":
-        return load_coco(path, **opts)
+        opts = dict(opts)
+        return load_coco(path, with_masks=opts.pop("masks", False), **opts)
 
     from icmbridge.data import public
 
@@ -336,4 +361,5 @@ __all__ = [
     "parse_spec",
     "resolve_path",
     "set_status",
+    "train_split",
 ]

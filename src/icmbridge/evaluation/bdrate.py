@@ -8,6 +8,12 @@ A point that costs more bits than another of the same curve without better quali
 first (the curve is reduced to its operational, Pareto-optimal points): nobody would code at it,
 and PCHIP needs quality to rise strictly with rate. Measured curves have such points, e.g. a
 codec pinned at its lowest setting for two target rates.
+
+Why not the ``bjontegaard`` package (1.3.0, ``bd_rate(..., method="pchip")``): on well-formed
+curves it gives the same number to 1e-13 (a test pins its values), but it raises ``ValueError:
+`x` must be strictly increasing`` on a curve with a non-operational point, which our measured
+classical curves have, and returns NaN where the curves share no quality range (here: None, which
+tables show as —). What is left here is that reduction plus scipy's PCHIP and its integral.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 from typing import Any
 
@@ -13,6 +13,7 @@ from icmbridge.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "evaluate",
@@ -35,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="faces:test",
         help=SET_HELP,
     )
-    p.add_argument("--task", default="face", help="machine task, or 'none' to skip task metrics")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    add_task_arguments(p)
     p.add_argument("--vgg-weights", help="local torchvision vgg16 weights for vgg_distance")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
@@ -72,6 +72,11 @@ def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = N
         f"{label}: {f('bpp', '.4f')} bpp, PSNR {f('psnr', '.2f')} dB, SSIM {f('ssim', '.4f')}, "
         f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
         f"AP50 {f('task_ap50', '.3f')}, AP {f('task_ap', '.3f')}"
+        + (
+            f", mask AP50 {f('task_mask_ap50', '.3f')}, mask AP {f('task_mask_ap', '.3f')}"
+            if mean.get("task_mask_ap") is not None
+            else ""
+        )
     )
 
 
@@ -80,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.core import code_with_model, score, task_reference
-    from icmbridge.utils.atomic import atomic_write_bytes, check_output_path
+    from icmbridge.utils.atomic import check_output_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,11 +93,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.json_out)
     samples = load_samples(args.images, args.set, args.limit)
     codec = load_codec(args.model)
-    task = None
-    if args.task != "none":
-        from icmbridge.tasks import build_task
+    from icmbridge.tasks import task_from_args
 
-        task = build_task(args.task, weights_path=args.task_weights)
+    task = task_from_args(args)
     vgg = None
     if args.vgg_weights:
         from icmbridge.metrics.vgg import VGGDistance
@@ -100,14 +103,12 @@ def run(args: argparse.Namespace) -> int:
         vgg = VGGDistance(args.vgg_weights)
     coded = code_with_model(codec, samples, progress=sys.stderr.isatty())
     result = score(coded, task, [s.target() for s in samples], vgg, progress=sys.stderr.isatty())
-    result["model"] = args.model
-    result["set"] = args.images or args.set
-    if task is not None:
-        result["uncompressed"] = task_reference(task, samples)
-    head = f"{args.model} on {result['set']} ({len(samples)} images)"
+    set_name = args.images or args.set
+    uncompressed = task_reference(task, samples) if task is not None else None
+    head = f"{args.model} on {set_name} ({len(samples)} images)"
     print(summary_line(head, result["mean"], result["ci"]))
     print("[..]: 95 % bootstrap intervals over images (AP: the set resampled)")
-    ref = result.get("uncompressed")
+    ref = uncompressed
     if ref and ref.get("task_ap50"):
         from icmbridge.evaluation.stats import format_ci
 
@@ -120,5 +121,33 @@ def run(args: argparse.Namespace) -> int:
     if "ground_truth" in result and result["ground_truth"].startswith("pseudo"):
         print("note: no annotations; task metrics are against the uncompressed predictions")
     if args.json_out:
-        atomic_write_bytes(args.json_out, (json.dumps(result, indent=1) + "\n").encode())
+        from icmbridge.evaluation.results import Results, codec_result
+        from icmbridge.tasks import task_argv
+
+        words = ["icmbridge", "evaluate", "--model", str(args.model)]
+        words += ["--images", args.images] if args.images else ["--set", args.set]
+        words += task_argv(args) + (["--limit", str(args.limit)] if args.limit else [])
+        Results(
+            kind="evaluate",
+            title=f"icmbridge evaluate: {args.model} on {set_name}",
+            command=shlex.join(words),
+            set=set_name,
+            n_images=len(samples),
+            base=str(args.model),
+            reference=None,
+            task=task.name if task is not None else None,
+            ground_truth=result.get("ground_truth"),
+            uncompressed=uncompressed,
+            threads=torch.get_num_threads(),
+            codecs={model_label(args.model): codec_result("ours", f"{args.model}", result)},
+            extra={"bootstrap": result["bootstrap"]},
+        ).write(args.json_out)
     return 0
+
+
+def model_label(model: str) -> str:
+    """A short label for a model given by name or path (``runs/x/checkpoints/last`` → ``x``)."""
+    from pathlib import Path
+
+    parts = [p for p in Path(model).parts if p not in ("checkpoints", "last", "/")]
+    return parts[-1] if parts else str(model)

@@ -12,11 +12,10 @@ decoded images under OUT/decoded/ for the report's crops.
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from icmbridge.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "compare",
@@ -44,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--codecs", default="jpeg,webp,avif,heif", help="classical codecs at matched bytes; ''"
     )
     p.add_argument("--set", default="faces:test", help=SET_HELP)
-    p.add_argument("--task", default="face", help="machine task, or 'none'")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    add_task_arguments(p)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
@@ -79,17 +78,31 @@ def _decoders(spec: str) -> dict[str, str]:
 
 
 def compare_decoders(
-    base: str,
-    decoders: dict[str, str],
+    base: Any,
+    decoders: Mapping[str, Any],
     codecs: Sequence[str],
     samples: list,
     task: Any | None,
     out: Path | None = None,
     progress: bool = False,
     reference: str = "base",
+    postfilters: Mapping[str, Any] | None = None,
+    descriptions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Code ``samples`` with ``base``, decode with each decoder, code classical codecs at the
-    same bytes per image, and score them all with paired differences to ``reference``."""
+    """The paper's comparison on one set of bitstreams, the one function every command uses.
+
+    Code ``samples`` once with ``base`` (a model name, a path or a loaded codec) into real
+    bitstreams; decode *those bytes* with the base decoder and with each of ``decoders`` (label →
+    name, path or codec; a decoder not finetuned from ``base`` is refused by fingerprint before
+    any coding); apply each of ``postfilters`` (label → :class:`PostFilter`) to the base
+    decoder's output; code every image with each classical codec at that image's base bytes;
+    score them all with one ``task`` and paired differences to ``reference``.
+
+    With ``out``: the bitstreams go to ``out/bitstreams/``, the decoded images to
+    ``out/decoded/LABEL/`` and the originals to ``out/originals/`` (what the report shows).
+    Returns ``{"codecs": {label: entry}, "unavailable": {codec: reason}}``, entries in the shape of
+    :class:`icmbridge.evaluation.results.CodecResult`.
+    """
     from tqdm import tqdm
 
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
@@ -98,19 +111,24 @@ def compare_decoders(
     from icmbridge.evaluation.core import Coded, compare, decode_with_model, encode_with_model
     from icmbridge.imageio import save_image
 
-    labels = ["base", *decoders, *codecs]
+    postfilters = dict(postfilters or {})
+    labels = ["base", *decoders, *postfilters, *codecs]
     if reference not in labels:
         raise InputError(f"--reference {reference!r} is none of: {', '.join(labels)}")
-    base_codec = load_codec(base)
-    decoder_codecs = {label: load_codec(path) for label, path in decoders.items()}
+    base_name = base if isinstance(base, str | Path) else "base"
+    base_codec = load_codec(base) if isinstance(base, str | Path) else base
+    decoder_codecs = {
+        label: load_codec(d) if isinstance(d, str | Path) else d for label, d in decoders.items()
+    }
     for label, codec in decoder_codecs.items():  # refuse before minutes of coding, not after
         if fingerprint(codec) != fingerprint(base_codec):
             raise InputError(
-                f"decoder {label!r} ({decoders[label]}) was not finetuned from {base}: its encoder "
-                f"and entropy models ({fingerprint(codec).hex()}) differ from {base}'s "
-                f"({fingerprint(base_codec).hex()}), so it cannot read {base}'s bitstreams"
+                f"decoder {label!r} ({decoders[label]}) was not finetuned from {base_name}: its "
+                f"encoder and entropy models ({fingerprint(codec).hex()}) differ from "
+                f"{base_name}'s ({fingerprint(base_codec).hex()}), so it cannot read "
+                f"{base_name}'s bitstreams"
             )
-    _say(f"[compare] coding {len(samples)} images with {base}")
+    _say(f"[compare] coding {len(samples)} images with {base_name}")
     streams, encode_s = encode_with_model(base_codec, samples, progress)
     coded: dict[str, list[Coded]] = {"base": decode_with_model(base_codec, streams, samples)}
     for c, t in zip(coded["base"], encode_s, strict=True):
@@ -119,6 +137,11 @@ def compare_decoders(
     for label, codec in decoder_codecs.items():
         _say(f"[compare] decoding with {label}")
         coded[label] = decode_with_model(codec, streams, samples)
+    for label, filt in postfilters.items():
+        coded[label] = [
+            Coded(c.name, c.original, filt.apply(c.decoded), c.num_bytes, c.encode_s, c.decode_s)
+            for c in coded["base"]
+        ]
     unavailable = {c: r for c, r in available_codecs().items() if c in codecs and r}
     for name in (c for c in codecs if c not in unavailable):
         _say(f"[compare] {name} at each image's base rate")
@@ -135,20 +158,30 @@ def compare_decoders(
     gts = [s.target() for s in samples]
     scored = compare(coded, task, gts, reference=reference, progress=progress)
     if out is not None:
+        for s, data in zip(samples, streams, strict=True):
+            path = _image_path(out / "bitstreams", s.name).with_suffix(".icmb")
+            path.write_bytes(data)
         for label, items in coded.items():
             for c in items:
                 save_image(c.decoded, _image_path(out / "decoded" / label, c.name))
         for s in samples:
             save_image(s.image, _image_path(out / "originals", s.name))
-    kinds = {"base": "ours", **{d: "ours" for d in decoders}}
+    kinds = {
+        "base": "ours",
+        **{d: "ours" for d in decoders},
+        **{f: "postfilter" for f in postfilters},
+    }
+    descriptions = descriptions or {}
     return {
         "codecs": {
             label: {
                 "kind": kinds.get(label, "classical"),
-                "description": _describe(label, base, decoders),
+                "description": descriptions.get(label)
+                or _describe(label, str(base_name), {k: str(v) for k, v in decoders.items()}),
                 "mean": r["mean"],
                 "ci": r["ci"],
                 **({"vs": r["vs"]} if "vs" in r else {}),
+                **({"params": postfilters[label].params} if label in postfilters else {}),
                 "images": r["images"],
             }
             for label, r in scored.items()
@@ -168,6 +201,8 @@ def _describe(label: str, base: str, decoders: dict[str, str]) -> str:
         return f"machine decoder of {base} (writes the bitstreams)"
     if label in decoders:
         return f"decoder {decoders[label]} on {base}'s bitstreams"
+    if "+" in label:
+        return f"{base}'s decoder followed by a {label.partition('+')[2]} filter"
     return f"{label} at each image's {base} rate"
 
 
@@ -238,11 +273,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     samples = load_samples(None, args.set, args.limit)
-    task = None
-    if args.task != "none":
-        from icmbridge.tasks import build_task
+    from icmbridge.tasks import task_argv, task_from_args
 
-        task = build_task(args.task, weights_path=args.task_weights)
+    task = task_from_args(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codecs = [c for c in args.codecs.split(",") if c]
@@ -258,34 +291,33 @@ def run(args: argparse.Namespace) -> int:
     )
     command = (
         f"icmbridge compare --base {args.base} --decoders {args.decoders!r} --codecs "
-        f"{args.codecs!r} --set {args.set} --task {args.task}"
-        + (f" --task-weights {args.task_weights}" if args.task_weights else "")
+        f"{args.codecs!r} --set {args.set} {shlex.join(task_argv(args))}"
         + (f" --limit {args.limit}" if args.limit else "")
         + (f" --reference {args.reference}" if args.reference != "base" else "")
         + f" -o {args.out}"
     )
-    results: dict[str, Any] = {
-        "title": f"icmbridge compare: {args.set}",
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": command,
-        "set": args.set,
-        "n_images": len(samples),
-        "base": args.base,
-        "reference": args.reference,
-        "task": task.name if task is not None else None,
-        "ground_truth": (
-            "annotations" if all(s.target() is not None for s in samples) else "pseudo"
-        )
-        if task is not None
-        else None,
-        "uncompressed": task_reference(task, samples) if task is not None else None,
-        "threads": torch.get_num_threads(),
-        **res,
-    }
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_bytes(out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
-    table = markdown(results)
+    from icmbridge.evaluation.results import CodecResult, Results
+
+    gts_known = all(s.target() is not None for s in samples)
+    results = Results(
+        kind="compare",
+        title=f"icmbridge compare: {args.set}",
+        command=command,
+        set=args.set,
+        n_images=len(samples),
+        base=args.base,
+        reference=args.reference,
+        task=task.name if task is not None else None,
+        ground_truth=("annotations" if gts_known else "pseudo") if task is not None else None,
+        uncompressed=task_reference(task, samples) if task is not None else None,
+        threads=torch.get_num_threads(),
+        codecs={k: CodecResult.from_dict(v) for k, v in res["codecs"].items()},
+        unavailable=res["unavailable"],
+    )
+    results.seconds = round(time.perf_counter() - start, 1)
+    results.write(out / "results.json")
+    table = markdown(results.to_dict())
     atomic_write_bytes(out / "table.md", table.encode())
     print(table)
-    print(f"written: {out / 'results.json'}, {out / 'table.md'} ({results['seconds']} s)")
+    print(f"written: {out / 'results.json'}, {out / 'table.md'} ({results.seconds} s)")
     return 0

@@ -9,6 +9,8 @@ the decoded 8-bit RGB pixels, the number of bytes it wrote and its coding times 
 ``lattice`` (the block lattice on the 16-px latent grid: RMS over the grid phases of the mean
 luma residual, grey levels, i.e. the square root of ``phase_variance``),
 ``task_ap``/``task_ap50`` (per image; the ``mean`` entry holds the COCO AP over the whole set),
+``task_mask_ap``/``task_mask_ap50`` (the same for instance masks, when the task predicts masks and
+the set has them, e.g. ``--task maskrcnn --set coco:ANN.json?masks=true``; else None),
 ``n_pred``/``n_gt``, ``feature_distance`` (task-network features of x vs x̂), ``vgg_distance``
 when VGG weights are given, ``encode_s``/``decode_s``. Every mean comes with a 95 % bootstrap
 interval over images (``ci``; set-level AP is bootstrapped by resampling images), and
@@ -51,6 +53,8 @@ METRIC_KEYS = (
     "lattice",
     "task_ap",
     "task_ap50",
+    "task_mask_ap",
+    "task_mask_ap50",
     "n_pred",
     "n_gt",
     "feature_distance",
@@ -154,7 +158,8 @@ DIFF_KEYS = (
     "feature_distance",
 )
 # per-image metrics whose means get an interval (counts and the set-level AP are handled apart)
-_CI_KEYS = tuple(k for k in METRIC_KEYS if k not in ("task_ap", "task_ap50", "n_pred", "n_gt"))
+_SET_KEYS = ("task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "n_pred", "n_gt")
+_CI_KEYS = tuple(k for k in METRIC_KEYS if k not in _SET_KEYS)
 
 
 def score(
@@ -208,6 +213,8 @@ def score(
             entry.update(
                 task_ap=_nan_to_none(s["ap"]),
                 task_ap50=_nan_to_none(s["ap50"]),
+                task_mask_ap=_nan_to_none(s.get("mask_ap")),
+                task_mask_ap50=_nan_to_none(s.get("mask_ap50")),
                 n_pred=int(s["n_pred"]),
                 n_gt=int(s["n_gt"]),
             )
@@ -217,9 +224,7 @@ def score(
             preds_all.append(pred)
             gts_all.append(gt)
         else:
-            entry.update(
-                task_ap=None, task_ap50=None, n_pred=None, n_gt=None, feature_distance=None
-            )
+            entry.update({k: None for k in _SET_KEYS}, feature_distance=None)
         entry["vgg_distance"] = vgg(x, x_hat) if vgg is not None else None
         entry["encode_s"] = _nan_to_none(c.encode_s)
         entry["decode_s"] = _nan_to_none(c.decode_s)
@@ -240,6 +245,8 @@ def score(
         s = task.score(preds_all, gts_all)
         mean["task_ap"] = _nan_to_none(s["ap"])
         mean["task_ap50"] = _nan_to_none(s["ap50"])
+        mean["task_mask_ap"] = _nan_to_none(s.get("mask_ap"))  # Mask R-CNN with GT masks
+        mean["task_mask_ap50"] = _nan_to_none(s.get("mask_ap50"))
         mean["n_pred"] = int(s["n_pred"])
         mean["n_gt"] = int(s["n_gt"])
         if mean["task_ap"] is not None:
@@ -302,6 +309,8 @@ def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | Non
     return {
         "task_ap": _nan_to_none(sc["ap"]),
         "task_ap50": _nan_to_none(sc["ap50"]),
+        "task_mask_ap": _nan_to_none(sc.get("mask_ap")),
+        "task_mask_ap50": _nan_to_none(sc.get("mask_ap50")),
         "n_pred": int(sc["n_pred"]),
         "n_gt": int(sc["n_gt"]),
         "ci": {"task_ap": interval(ap, sc["ap"]), "task_ap50": interval(ap50, sc["ap50"])},

@@ -3,24 +3,26 @@
 Each of our models (rate points of one family, e.g. ``base-low,base,base-high``) codes the set;
 each classical codec then codes every image at that image's rate under our model (the largest
 quality whose file is not larger), so both curves have points at matched rates. Quality axes:
-PSNR and face AP50 (COCO, over the set). BD-rate (PCHIP) of ours against each classical codec:
-negative means ours needs fewer bits for the same quality.
+PSNR and the task's AP50 (COCO, over the set; face detection by default, any task with --task).
+BD-rate (PCHIP) of ours against each classical codec: negative means ours needs fewer bits for
+the same quality.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
+from icmbridge.evaluation.results import Results
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "curves",
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
     p.add_argument("--set", default="faces:test", help=SET_HELP)
+    add_task_arguments(p, allow_none=False)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", default="results/curves", help="output folder")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -52,8 +55,14 @@ def _point(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_curves(
-    models: list[str], codecs: list[str], samples: list, task: Any, out: Path, set_name: str = ""
-) -> dict[str, Any]:
+    models: list[str],
+    codecs: list[str],
+    samples: list,
+    task: Any,
+    out: Path,
+    set_name: str = "",
+    command: str | None = None,
+) -> Results:
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.bdrate import bd_rate
@@ -84,26 +93,32 @@ def run_curves(
             [p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t], [p[key] for p in t]
         )
 
-    results = {
-        "title": "icmbridge rate curves",
-        "command": "icmbridge curves --models " + ",".join(models),
-        "set": set_name,
-        "task": task.name,
-        "rate_curves": curves,
-        "bd_rate": {c: {"psnr": bd(c, "psnr"), "task_ap50": bd(c, "task_ap50")} for c in codecs},
-        "unavailable": missing,
-        "codecs": {},
-    }
+    gt_kind = "annotations" if all(g is not None for g in gts) else "pseudo"
+    results = Results(
+        kind="curves",
+        title="icmbridge rate curves",
+        command=command or "icmbridge curves --models " + ",".join(models),
+        set=set_name,
+        n_images=len(samples),
+        task=task.name,
+        ground_truth=gt_kind,
+        rate_curves=curves,
+        bd_rate={c: {"psnr": bd(c, "psnr"), "task_ap50": bd(c, "task_ap50")} for c in codecs},
+        unavailable=missing,
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results.write(out / "results.json")
     return results
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
+
     import torch
 
     from icmbridge.evaluation.commands import load_samples
-    from icmbridge.tasks import build_task
+    from icmbridge.evaluation.stats import format_ci
+    from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,17 +126,19 @@ def run(args: argparse.Namespace) -> int:
     if len(models) < 2:
         raise InputError("--models needs at least two rate points for a curve")
     samples = load_samples(None, args.set, args.limit)
+    words = ["icmbridge", "curves", "--models", args.models, "--codecs", args.codecs]
+    words += ["--set", args.set, *task_argv(args)]
+    words += (["--limit", str(args.limit)] if args.limit else []) + ["-o", args.out]
     res = run_curves(
         models,
         [c for c in args.codecs.split(",") if c],
         samples,
-        build_task("face"),
+        task_from_args(args),
         Path(args.out),
         args.set,
+        command=shlex.join(words),
     )
-    from icmbridge.evaluation.stats import format_ci
-
-    for name, pts in res["rate_curves"].items():
+    for name, pts in (res.rate_curves or {}).items():
         row = "  ".join(
             f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB "
             f"AP50 {format_ci(p['task_ap50'], p['ci'].get('task_ap50'), '.3f')}"
@@ -129,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{name:>6}: {row}")
     print("[..]: 95 % bootstrap intervals over images")
-    for c, v in res["bd_rate"].items():
+    for c, v in (res.bd_rate or {}).items():
         fmt = {k: "—" if x is None else f"{x:+.1f}%" for k, x in v.items()}
         print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt['task_ap50']}")
     print(f"written: {Path(args.out) / 'results.json'}")

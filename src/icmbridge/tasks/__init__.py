@@ -1,12 +1,26 @@
 """Machine tasks: frozen task networks with a differentiable loss, a predictor and a COCO scorer.
 
-``build_task(name, **kwargs)`` makes one by name; new tasks register a factory with
-:func:`register_task` and plug into training and evaluation without changing them.
+``build_task(name, **kwargs)`` makes one. ``name`` is
+
+* a built-in name (``face``, ``fasterrcnn``, ``maskrcnn``, ``yolox``, ...; see
+  :func:`available_tasks`) or one added in-process with :func:`register_task`;
+* the name of an entry point in the group ``icmbridge.tasks`` of any installed distribution
+  (``[project.entry-points."icmbridge.tasks"] mytask = "mypkg.tasks:build"``);
+* ``module.path:factory``: any importable callable returning a :class:`MachineTask`.
+
+So a user's task network plugs into ``train``, ``finetune``, ``evaluate``, ``compare``, ``demo``,
+``ablate`` and ``curves`` without editing the package. Every command takes ``--task NAME``,
+``--task-weights PATH`` and ``--task-option KEY=VALUE`` (repeatable; passed to the factory as
+keyword arguments, e.g. ``num_classes=3``, ``box_score_thresh=0.3``, ``min_size=512``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 from icmbridge.errors import InputError
 from icmbridge.tasks.base import MachineTask, feature_distance, pseudo_ground_truth
@@ -81,9 +95,55 @@ register_task(
 )
 
 
+#: Entry-point group through which installed distributions add tasks.
+ENTRY_POINT_GROUP = "icmbridge.tasks"
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def available_tasks() -> dict[str, str]:
-    """Task names and one-line descriptions."""
-    return {name: desc for name, (_, desc) in _REGISTRY.items()}
+    """Task names and one-line descriptions (built-in, registered and from entry points)."""
+    out = {name: desc for name, (_, desc) in _REGISTRY.items()}
+    for name, ep in _entry_points().items():
+        out.setdefault(name, f"entry point {ep.value}")
+    return out
+
+
+def _import_factory(spec: str) -> Callable[..., MachineTask]:
+    """``module.path:attr[.attr]`` → the callable it names, with clear errors."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"task {spec!r}: write module.path:factory")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(f"task {spec!r}: cannot import {module_name}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise InputError(f"task {spec!r}: {module_name} has no {attr}") from None
+    if not callable(obj):
+        raise InputError(f"task {spec!r}: {attr} is not callable")
+    return obj
+
+
+def _factory(name: str) -> Callable[..., MachineTask]:
+    if name in _REGISTRY:
+        return _REGISTRY[name][0]
+    if ":" in name:
+        return _import_factory(name)
+    ep = _entry_points().get(name)
+    if ep is not None:
+        try:
+            return ep.load()
+        except Exception as exc:  # a broken plug-in: say which one
+            raise InputError(f"task {name!r}: entry point {ep.value} fails to load: {exc}") from exc
+    raise InputError(
+        f"unknown task {name!r}; available: {', '.join(available_tasks())}, or module.path:factory"
+    )
 
 
 def build_task(name: str = "face", **kwargs) -> MachineTask:
@@ -91,21 +151,100 @@ def build_task(name: str = "face", **kwargs) -> MachineTask:
 
     Options given as None mean "the task's default", so callers can pass CLI values through.
     """
-    try:
-        factory, _ = _REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown task {name!r}; available: {', '.join(_REGISTRY)}") from None
+    factory = _factory(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        return factory(**kwargs)
+        task = factory(**kwargs)
     except TypeError as exc:
         if "unexpected keyword" not in str(exc):
             raise
-        raise InputError(f"task {name!r} does not take {', '.join(sorted(kwargs))}") from None
+        raise InputError(
+            f"task {name!r} does not take {', '.join(sorted(kwargs))}: {exc}"
+        ) from None
+    if not isinstance(task, MachineTask):
+        raise InputError(
+            f"task {name!r} built a {type(task).__name__}, not an icmbridge MachineTask"
+        )
+    return task
+
+
+def parse_value(text: str) -> Any:
+    """A command-line option value: int, float, true/false, none, else the text itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["num_classes=3", "box_score_thresh=0.3"]`` → ``{"num_classes": 3, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key.isidentifier():
+            raise InputError(f"bad --task-option {item!r}: write KEY=VALUE")
+        out[key] = parse_value(value)
+    return out
+
+
+def add_task_arguments(
+    p: argparse.ArgumentParser, default: str | None = "face", allow_none: bool = True
+) -> None:
+    """``--task``, ``--task-weights``, ``--task-option``: the same three on every command."""
+    none = ", or 'none' to skip task metrics" if allow_none else ""
+    p.add_argument(
+        "--task",
+        default=default,
+        help=f"machine task: a name (see icmbridge.tasks), an 'icmbridge.tasks' entry point, "
+        f"or module.path:factory{none}",
+    )
+    p.add_argument("--task-weights", help="local weights file of the task network")
+    p.add_argument(
+        "--task-option",
+        dest="task_options",
+        action="append",
+        metavar="KEY=VALUE",
+        help="keyword argument of the task's factory, repeatable (e.g. num_classes=3, "
+        "box_score_thresh=0.3, min_size=512)",
+    )
+
+
+def task_from_args(args: argparse.Namespace) -> MachineTask | None:
+    """The task of parsed ``add_task_arguments`` options (None for ``--task none``)."""
+    if args.task in (None, "none"):
+        return None
+    return build_task(
+        args.task,
+        weights_path=getattr(args, "task_weights", None),
+        **parse_task_options(getattr(args, "task_options", None)),
+    )
+
+
+def task_argv(args: argparse.Namespace) -> list[str]:
+    """The task options of ``args`` as command-line words (to record the command run)."""
+    out = ["--task", str(args.task)]
+    if getattr(args, "task_weights", None):
+        out += ["--task-weights", str(args.task_weights)]
+    for item in getattr(args, "task_options", None) or ():
+        out += ["--task-option", item]
+    return out
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "MachineTask",
+    "add_task_arguments",
+    "parse_task_options",
+    "task_argv",
+    "task_from_args",
     "available_tasks",
     "build_task",
     "coco_score",

@@ -80,6 +80,11 @@ def _coco_sets(
             if gt.get("ignore") is not None
             else np.zeros(len(g_boxes), dtype=bool)
         )
+        # the annotations' own areas when the set has them (COCO json): COCOeval's size ranges
+        # and its area-based ignore then match an evaluation on the original file
+        g_area = (
+            _np(gt["area"]).reshape(-1).astype(np.float64) if gt.get("area") is not None else None
+        )
         if image_sizes is not None:
             h, w = image_sizes[i]
         elif iou_type == "segm" and gt.get("masks") is not None:
@@ -107,6 +112,8 @@ def _coco_sets(
                 rle = mask_utils.encode(np.asfortranarray(g_masks[k].astype(np.uint8)))
                 ann["segmentation"] = rle
                 ann["area"] = float(mask_utils.area(rle))
+            if g_area is not None:
+                ann["area"] = float(g_area[k])
             anns.append(ann)
             cats.add(int(c))
         for k, (b, c, s) in enumerate(zip(p_boxes, p_labels, p_scores, strict=True)):

@@ -3,9 +3,11 @@
     loss = w_rate · bpp  +  λ_task · task(x̂, x)  +  λ_mse · 255² · MSE(x̂, x)
 
 ``bpp`` is the estimated rate of ŷ and ẑ from the likelihoods; ``task`` is the task's own loss
-(label-free distillation by default); the MSE term uses CompressAI's 255² scaling so that λ_mse
-reads like CompressAI's λ. ``w_rate`` is 1, or steered towards ``target_bpp`` when one is given.
-The entropy bottleneck's auxiliary loss has its own optimizer, as in CompressAI.
+(label-free distillation by default; ``task_loss="supervised"`` scores x̂ against the crop's
+annotations instead, e.g. a COCO set with a torchvision detector); the MSE term uses
+CompressAI's 255² scaling so that λ_mse reads like CompressAI's λ. ``w_rate`` is 1, or steered
+towards ``target_bpp`` when one is given. The entropy bottleneck's auxiliary loss has its own
+optimizer, as in CompressAI.
 
 Read top to bottom: configuration, setup, the loop, checkpoints.
 """
@@ -36,6 +38,8 @@ class TrainConfig:
     init: str | None = None  # start from this model instead of random weights
     task: str = "face"
     task_weights: str | None = None
+    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
+    task_loss: str = "distill"  # or "supervised": the task's loss against the annotations
     data: list[str] = field(default_factory=lambda: ["faces", "photos"])
     steps: int = 4000
     batch_size: int = 8
@@ -70,6 +74,7 @@ class TrainConfig:
             raise InputError("--steps, --batch-size and --checkpoint-every must be ≥ 1")
         if self.crop < 64 or self.crop % 16:
             raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
+        check_task_loss(self.task_loss)
         if self.target_bpp is not None and not (0 < self.target_bpp < 24):
             raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
 
@@ -83,12 +88,12 @@ def build_training_data(names: list[str], crop: int, seed: int):
     from icmbridge.data import get_set
     from icmbridge.data.images import TrainCrops
 
-    images = []
+    samples = []
     for name in names:
-        images += [s.image for s in get_set(name, "train")]
-    if not images:
+        samples += get_set(name, "train")  # lazy sets (COCO) are read crop by crop
+    if not samples:
         raise InputError(f"no training images in {names}")
-    return TrainCrops(images, crop=crop, samples_per_epoch=10**9, seed=seed)
+    return TrainCrops(samples, crop=crop, samples_per_epoch=10**9, seed=seed)
 
 
 def validation_images(n: int = 2) -> list[torch.Tensor]:
@@ -98,6 +103,31 @@ def validation_images(n: int = 2) -> list[torch.Tensor]:
 
     samples = get_set("photos", "test")[:n]
     return [array_to_tensor(s.image[:256, :256]) for s in samples]
+
+
+TASK_LOSSES = ("distill", "supervised")
+
+
+def check_task_loss(mode: str, data: Any = None, names: list[str] | None = None) -> None:
+    """Refuse an unknown ``--task-loss``, and ``supervised`` on sets without annotations."""
+    if mode not in TASK_LOSSES:
+        raise InputError(f"--task-loss must be distill or supervised, not {mode!r}")
+    annotated = data is None or any(getattr(s, "boxes", None) is not None for s in data.images)
+    if mode == "supervised" and not annotated:
+        raise InputError(f"--task-loss supervised needs annotated training sets; {names} have none")
+
+
+def compute_task_loss(
+    task: Any, x_hat: torch.Tensor, x: torch.Tensor, data: Any, ids: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """The task loss of a batch: ``distill`` pulls the task's outputs on x̂ towards those on x
+    (any images); ``supervised`` scores x̂ against each crop's annotations, moved with it."""
+    if mode == "supervised":
+        targets = [
+            {k: v.to(x.device) for k, v in data.target(int(i) % len(data)).items()} for i in ids
+        ]
+        return task.loss(x_hat, x, targets)
+    return task.loss(x_hat, x)
 
 
 @torch.no_grad()
@@ -118,9 +148,42 @@ def measure(codec: CodecContract, images: list[torch.Tensor]) -> dict[str, float
     return {"bpp": sum(bpps) / len(bpps), "psnr": sum(psnrs) / len(psnrs)}
 
 
+def net_aux_optimizer(
+    codec: torch.nn.Module, conf: dict[str, dict[str, Any]]
+) -> dict[str, torch.optim.Optimizer]:
+    """CompressAI's ``net_aux_optimizer`` (``compressai.optimizers``): one optimizer for the
+    network, one for the entropy bottlenecks' ``quantiles`` (the aux loss), disjoint, each over
+    its parameters sorted by name."""
+    from compressai.optimizers import net_aux_optimizer as compressai_net_aux
+
+    return compressai_net_aux(codec, conf)
+
+
+def _in_sorted_order(
+    opt_state: dict[str, Any], codec: torch.nn.Module, saved: dict[str, Any], key: str
+) -> dict[str, Any]:
+    """An optimizer state saved before the parameters were sorted by name (checkpoints without
+    ``param_order``), re-indexed to the sorted order, so such runs still resume exactly."""
+    if saved.get("param_order") == "sorted":
+        return opt_state
+    names = [
+        n
+        for n, p in codec.named_parameters()
+        if p.requires_grad and n.endswith(".quantiles") == (key == "aux")
+    ]
+    new_index = {n: i for i, n in enumerate(sorted(names))}
+    old_to_new = {i: new_index[n] for i, n in enumerate(names)}
+    group = dict(opt_state["param_groups"][0])
+    group["params"] = sorted(old_to_new[i] for i in group["params"])
+    return {
+        "state": {old_to_new[i]: v for i, v in opt_state["state"].items()},
+        "param_groups": [group],
+    }
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train a base ICM codec; returns the folder of the final checkpoint."""
-    from icmbridge.tasks import build_task
+    from icmbridge.tasks import build_task, parse_task_options
 
     cfg.validate()
     rt = rtm.setup_runtime(cfg.device, cfg.threads)
@@ -138,17 +201,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec, cfg.arch),
         )
         codec.to(rt.device).train()
-        task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
+        task = build_task(
+            cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
+        ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
-        main_params = [p for n, p in codec.named_parameters() if not n.endswith("quantiles")]
-        aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
-        opt = torch.optim.Adam(main_params, lr=cfg.lr)
-        aux_opt = torch.optim.Adam(aux_params, lr=cfg.aux_lr)
+        check_task_loss(cfg.task_loss, data, cfg.data)
+        # CompressAI's split: the entropy bottlenecks' quantiles get their own optimizer
+        optimizers = net_aux_optimizer(
+            codec,
+            {"net": {"type": "Adam", "lr": cfg.lr}, "aux": {"type": "Adam", "lr": cfg.aux_lr}},
+        )
+        opt, aux_opt = optimizers["net"], optimizers["aux"]
+        main_params = opt.param_groups[0]["params"]
         state: dict[str, Any] = {"step": 0, "log_w_rate": 0.0, "bad_steps": 0, "skipped": 0}
 
         if saved is not None:
-            opt.load_state_dict(saved["optimizer"])
-            aux_opt.load_state_dict(saved["aux_optimizer"])
+            opt.load_state_dict(_in_sorted_order(saved["optimizer"], codec, saved, "net"))
+            aux_opt.load_state_dict(_in_sorted_order(saved["aux_optimizer"], codec, saved, "aux"))
             state = saved["loop"]
         if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
@@ -163,6 +232,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         val = validation_images() if rt.is_main else []
 
         def save(step: int) -> None:
+            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
             rtm.save_checkpoint(
                 rt,
                 ckpts,
@@ -173,9 +243,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "optimizer": opt.state_dict(),
                     "aux_optimizer": aux_opt.state_dict(),
                     "loop": dict(state),
+                    "rng": rngs,
+                    "param_order": "sorted",  # net_aux_optimizer's order of parameters
                 },
             )
 
+        # the global generators as they were when the checkpoint was written (task networks
+        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
+        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
         # --- the loop
         bar = rtm.progress(rt, cfg.steps, state["step"], "train")
         t0 = time.perf_counter()
@@ -188,7 +263,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
             mse = F.mse_loss(x_hat, x)
             task_loss = (
-                task.loss(x_hat, x) if cfg.lambda_task > 0 else torch.zeros((), device=rt.device)
+                compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
+                if cfg.lambda_task > 0
+                else torch.zeros((), device=rt.device)
             )
             w_rate = math.exp(state["log_w_rate"])
             loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse

@@ -31,8 +31,15 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         type=lambda s: [t for t in s.split(",") if t],
         help="training sets, comma separated (see `icmbridge data list`)",
     )
-    p.add_argument("--task", help="machine task (see icmbridge.tasks)")
-    p.add_argument("--task-weights", help="local weights file of the task network")
+    from icmbridge.tasks import add_task_arguments
+
+    add_task_arguments(p, default=None, allow_none=False)
+    p.add_argument(
+        "--task-loss",
+        choices=["distill", "supervised"],
+        help="distill: the task's outputs on x̂ towards those on x (any images); supervised: "
+        "the task's own loss against the training sets' annotations (e.g. --data coco:ANN.json)",
+    )
     p.add_argument(
         "--stop-at",
         type=int,

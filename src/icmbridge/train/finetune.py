@@ -41,7 +41,7 @@ from icmbridge.gan import (
 from icmbridge.gan.losses import r1_penalty
 from icmbridge.gan.patches import sample_patch_boxes
 from icmbridge.train import runtime as rtm
-from icmbridge.train.base import build_training_data
+from icmbridge.train.base import build_training_data, check_task_loss, compute_task_loss
 
 # Presets set several options at once; options given explicitly still win.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -65,6 +65,8 @@ class FinetuneConfig:
     lambda_task: float = 0.0
     task: str = "face"
     task_weights: str | None = None
+    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
+    task_loss: str = "distill"  # or "supervised" (with --lambda-task > 0 and annotated data)
     gan_mode: str = "lsgan"
     d_norm: str = "batch"
     d_cond: str = "none"  # or "latent": D also sees ŷ under each patch (HiFiC / MS-ILLM)
@@ -100,6 +102,7 @@ class FinetuneConfig:
                 )
         if self.lambda_mse == 0 and self.lambda_a == 0 and self.lambda_task == 0:
             raise InputError("all generator loss weights are 0: nothing to finetune for")
+        check_task_loss(self.task_loss)
         if self.mse_on not in ("patches", "image"):
             raise InputError(f"--mse-on must be patches or image, got {self.mse_on!r}")
         if self.patch_size > self.crop:
@@ -219,10 +222,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         gan = GANLoss(cfg.gan_mode)
         task = None
         if cfg.lambda_task > 0:
-            from icmbridge.tasks import build_task
+            from icmbridge.tasks import build_task, parse_task_options
 
-            task = build_task(cfg.task, weights_path=cfg.task_weights).to(rt.device)
+            task = build_task(
+                cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
+            ).to(rt.device)
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        if task is not None:
+            check_task_loss(cfg.task_loss, data, cfg.data)
         opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
         state: dict[str, Any] = {"step": 0, "bad_steps": 0, "skipped": 0, "collapsed": 0}
@@ -252,6 +259,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             )
 
         def save(step: int) -> None:
+            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
             rtm.save_checkpoint(
                 rt,
                 ckpts,
@@ -269,9 +277,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     "optimizer_g": opt_g.state_dict(),
                     "optimizer_d": opt_d.state_dict(),
                     "loop": dict(state),
+                    "rng": rngs,
                 },
             )
 
+        # the global generators as they were when the checkpoint was written (task networks
+        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
+        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
         bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
         t0 = time.perf_counter()
         for step in bar:
@@ -317,7 +329,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                 p.requires_grad_(True)
             mse = F.mse_loss(fake, real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
             task_loss = (
-                task.loss(x_hat, x) if task is not None else torch.zeros((), device=x.device)
+                compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
+                if task is not None
+                else torch.zeros((), device=x.device)
             )
             loss_g = cfg.lambda_mse * mse + cfg.lambda_a * adv + cfg.lambda_task * task_loss
             ok = rtm.all_finite(rt, loss_g, loss_d)

@@ -249,6 +249,57 @@ def write_run_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write_bytes(Path(run_dir) / "run.json", (json.dumps(config, indent=2) + "\n").encode())
 
 
+# ---------------------------------------------------------------------------- random state
+
+
+def rng_states(rt: Runtime) -> list[dict[str, Any]]:
+    """Every rank's global random state (torch CPU and CUDA, NumPy, Python), gathered on all
+    ranks (a collective: every rank calls it at the same step).
+
+    Why: the data order, the crops and the quantisation noise here come from generators seeded
+    by (seed, step), but task networks draw from the global generator — torchvision's detection
+    heads sample proposals with ``torch.randperm`` in training mode — so an exact resume needs
+    the global state of the moment the checkpoint was written.
+    """
+    import random
+
+    import numpy as np
+
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if not rt.distributed:
+        return [state]
+    states: list[Any] = [None] * rt.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def restore_rng_states(rt: Runtime, states: list[dict[str, Any]] | None) -> None:
+    """Put back this rank's state saved by :func:`rng_states` (checkpoints written before it
+    existed carry none: then nothing changes)."""
+    import random
+
+    import numpy as np
+
+    if not states:
+        return
+    if len(states) != rt.world_size:
+        raise InputError(
+            f"the checkpoint was written by {len(states)} process(es), this run has "
+            f"{rt.world_size}: an exact resume needs the same number"
+        )
+    state = states[rt.rank]
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
 # ---------------------------------------------------------------------------- schedules
 
 
