@@ -300,3 +300,18 @@ def test_tiled_coding_where_halos_are_known(arch: str, tmp_path: Path, astronaut
     assert (tiled - whole).abs().max() <= 1
     # cheng2020's transforms have no worked-out halo: they always code the whole image
     assert codec_class("cheng2020-anchor").synthesis_halo is None
+
+
+def test_cli_commands_take_an_imported_model(tmp_path: Path, astronaut, capsys) -> None:
+    from icmbridge.imageio import save_image
+
+    folder = import_model("mbt2018-mean", tmp_path)
+    save_image(astronaut[:80, :120], tmp_path / "a.png")
+    model = ["--model", str(folder), "--threads", "1"]
+    assert main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.icmb"), *model]) == 0
+    assert main(["info", str(tmp_path / "a.icmb")]) == 0
+    assert "format 2, mbt2018-mean, 120x80" in capsys.readouterr().out
+    assert (
+        main(["decompress", str(tmp_path / "a.icmb"), "-o", str(tmp_path / "b.png"), *model]) == 0
+    )
+    assert (tmp_path / "b.png").is_file()
