@@ -53,7 +53,7 @@ def test_same_image_same_bytes(coded, photo) -> None:
         (lambda d: b"JUNK" + d[4:], "not an icmbridge"),
         (lambda d: bytes(range(256)) * 3, "not an icmbridge"),
         (lambda d: d[:40] + bytes([d[40] ^ 0x10]) + d[41:], "checksum"),
-        (lambda d: _recrc(d[:4] + bytes([2]) + d[5:-4]), "newer"),
+        (lambda d: _recrc(d[:4] + bytes([3]) + d[5:-4]), "newer"),
         (lambda d: _recrc(d[:4] + bytes([0]) + d[5:-4]), "unknown format version"),
         (lambda d: _recrc(d[:5] + bytes([1]) + d[6:-4]), "flags"),
         (lambda d: _recrc(d[:6] + struct.pack(">II", 100000, 100000) + d[14:-4]), "dimensions"),

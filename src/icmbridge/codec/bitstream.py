@@ -4,15 +4,21 @@ Layout (big-endian)::
 
     offset size  field
     0      4     magic  b"ICMB"
-    4      1     format version (1)
+    4      1     format version (1: the ``icm`` architecture; 2: any other)
     5      1     flags (reserved, 0)
     6      4     image height (pixels)
     10     4     image width (pixels)
     14     8     fingerprint of the encoder + entropy models that wrote the file
     22     4     length of the hyper-latent string ẑ
     26     4     length of the latent string ŷ
-    30     ...   ẑ string, then ŷ string
+    (version 2 only)
+    30     1     length A of the architecture name
+    31     A     architecture name (ASCII), e.g. ``cheng2020-anchor``
+    ...    ...   ẑ string (empty for codecs without hyper-prior), then ŷ string
     end-4  4     CRC32 over everything before it
+
+Files of our own ``icm`` architecture are still written as version 1 (the architecture is implied),
+so earlier icmbridge releases keep reading them; every other architecture writes version 2.
 
 Any decoder whose entropy models share the fingerprint reads the file: a human decoder finetuned
 from the base codec decodes the base codec's files. Every check runs before anything is allocated
@@ -30,12 +36,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from icmbridge.codec.model import ICMCodec
-from icmbridge.codec.rans import bounded_string
+from icmbridge.codec.model import CodecContract
 from icmbridge.errors import BitstreamError, ModelMismatchError
 
 MAGIC = b"ICMB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # written for the icm architecture
+ARCH_FORMAT_VERSION = 2  # written for every other architecture; the newest version read
 _HEADER = struct.Struct(">4sBBII8sII")
 HEADER_SIZE = _HEADER.size
 CRC_SIZE = 4
@@ -66,6 +72,7 @@ class Header:
     fingerprint: bytes
     z_length: int
     y_length: int
+    arch: str = "icm"
 
     @property
     def fingerprint_hex(self) -> str:
@@ -73,38 +80,49 @@ class Header:
 
     @property
     def total_size(self) -> int:
-        return OVERHEAD + self.z_length + self.y_length
+        return self.payload_offset + self.z_length + self.y_length + CRC_SIZE
+
+    @property
+    def payload_offset(self) -> int:
+        return HEADER_SIZE + (0 if self.version == 1 else 1 + len(self.arch))
 
 
-def fingerprint(codec: ICMCodec) -> bytes:
-    """8-byte SHA-256 digest of every tensor the bitstream depends on (encoder, hyper-prior, CDFs).
+def fingerprint(codec: CodecContract) -> bytes:
+    """8-byte SHA-256 digest of every tensor the bitstream depends on: all of the model's
+    parameters and buffers outside the synthesis transform (encoder, hyper-prior, context model,
+    CDF tables), found by walking its state dict, after its architecture and sizes.
 
     The synthesis transform ``g_s`` is left out on purpose: finetuned decoders share the base's
     fingerprint, so they read the base's files.
     """
     codec._ensure_ready()
+    tensors = codec.fingerprint_tensors()
     # Cached until a tensor it covers changes (tracked by storage and version counters).
-    tensors = [
-        t for m in codec.encoder_and_entropy_modules().values() for t in m.state_dict().values()
-    ]
-    key = tuple((t.data_ptr(), t._version, t.numel()) for t in tensors)
+    key = tuple((name, t.data_ptr(), t._version, t.numel()) for name, t in tensors)
     cached = codec.__dict__.get("_fingerprint")
     if cached is not None and cached[0] == key:
         return cached[1]
     digest = hashlib.sha256()
-    digest.update(repr(sorted(codec.config.to_dict().items())).encode())
-    for prefix, module in codec.encoder_and_entropy_modules().items():
-        for name, tensor in sorted(module.state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            digest.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)}".encode())
-            digest.update(t.numpy().tobytes() if t.numel() else b"")
+    digest.update(codec.fingerprint_preamble())
+    for name, tensor in tensors:
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.numpy().tobytes() if t.numel() else b"")
     codec.__dict__["_fingerprint"] = (key, digest.digest()[:8])
     return codec.__dict__["_fingerprint"][1]
 
 
-def pack(header_fields: tuple[int, int, bytes], z_string: bytes, y_string: bytes) -> bytes:
+def pack(
+    header_fields: tuple[int, int, bytes], z_string: bytes, y_string: bytes, arch: str = "icm"
+) -> bytes:
     height, width, fp = header_fields
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, height, width, fp, len(z_string), len(y_string))
+    version = FORMAT_VERSION if arch == "icm" else ARCH_FORMAT_VERSION
+    head = _HEADER.pack(MAGIC, version, 0, height, width, fp, len(z_string), len(y_string))
+    if version == ARCH_FORMAT_VERSION:
+        name = arch.encode("ascii")
+        if not 0 < len(name) < 256:
+            raise BitstreamError(f"architecture name {arch!r} must be 1..255 ASCII characters")
+        head += bytes([len(name)]) + name
     body = head + z_string + y_string
     return body + struct.pack(">I", zlib.crc32(body))
 
@@ -120,14 +138,25 @@ def parse_header(data: bytes) -> Header:
             f"truncated bitstream: {len(data)} bytes, shorter than the {OVERHEAD}-byte header"
         )
     magic, version, flags, height, width, fp, z_len, y_len = _HEADER.unpack_from(data)
-    if version > FORMAT_VERSION:
+    if version > ARCH_FORMAT_VERSION:
         raise BitstreamError(
-            f"format version {version} is newer than this icmbridge reads ({FORMAT_VERSION}); "
-            "upgrade icmbridge"
+            f"format version {version} is newer than this icmbridge reads "
+            f"({ARCH_FORMAT_VERSION}); upgrade icmbridge"
         )
     if version < 1:
         raise BitstreamError(f"unknown format version {version}")
-    header = Header(version, height, width, fp, z_len, y_len)
+    arch = "icm"
+    if version == ARCH_FORMAT_VERSION:
+        if len(data) < HEADER_SIZE + 1 or len(data) < HEADER_SIZE + 1 + data[HEADER_SIZE]:
+            raise BitstreamError(f"truncated bitstream: {len(data)} bytes end inside the header")
+        raw = data[HEADER_SIZE + 1 : HEADER_SIZE + 1 + data[HEADER_SIZE]]
+        try:
+            arch = raw.decode("ascii")
+        except UnicodeDecodeError:
+            arch = ""
+        if not arch.isprintable() or not arch:
+            raise BitstreamError(f"bad architecture name {raw!r} in the header")
+    header = Header(version, height, width, fp, z_len, y_len, arch)
     if len(data) != header.total_size:
         what = "truncated" if len(data) < header.total_size else "oversized"
         raise BitstreamError(
@@ -152,11 +181,11 @@ def coded_pixels(height: int, width: int) -> int:
 
     Limits apply to this, not to H·W, or a 1×N image would cost 64 times what it announces.
     """
-    m = ICMCodec.downsampling
+    m = 64  # the largest padding factor of the architectures (g_a × h_a strides)
     return -(-height // m) * m * (-(-width // m) * m)
 
 
-def encode(codec: ICMCodec, x: Tensor, tile: int | None = None) -> bytes:
+def encode(codec: CodecContract, x: Tensor, tile: int | None = None) -> bytes:
     """Encode one image ``(1, 3, H, W)`` (float in [0, 1] or uint8) into a bitstream.
 
     ``tile``: see :mod:`icmbridge.codec.tiling` (None: automatic, 0: whole image, N: pixels).
@@ -171,12 +200,12 @@ def encode(codec: ICMCodec, x: Tensor, tile: int | None = None) -> bytes:
             "64 (raise ICMBRIDGE_MAX_PIXELS)"
         )
     out = codec.compress(x, tile=tile)
-    y_strings, z_strings = out["strings"]
-    return pack((height, width, fingerprint(codec)), z_strings[0], y_strings[0])
+    z_string, y_string = codec.container_strings(out["strings"])
+    return pack((height, width, fingerprint(codec)), z_string, y_string, codec.arch)
 
 
 def decode(
-    codec: ICMCodec, data: bytes, tile: int | None = None, dtype: torch.dtype = torch.float32
+    codec: CodecContract, data: bytes, tile: int | None = None, dtype: torch.dtype = torch.float32
 ) -> Tensor:
     """Decode a bitstream into a ``(1, 3, H, W)`` image: float in [0, 1], or uint8 (rounded).
 
@@ -186,16 +215,20 @@ def decode(
     header = parse_header(data)
     expected = fingerprint(codec)
     if header.fingerprint != expected:
+        archs = f" ({header.arch})" if header.arch != codec.arch else ""
+        mine = f" ({codec.arch})" if archs else ""
         raise ModelMismatchError(
-            f"bitstream was written by model {header.fingerprint_hex}, but the decoder's encoder/"
-            f"entropy models are {expected.hex()}: decode with the model that wrote it "
-            "(or one finetuned from it)"
+            f"bitstream was written by model {header.fingerprint_hex}{archs}, but the decoder's "
+            f"encoder/entropy models are {expected.hex()}{mine}: decode with the model that "
+            "wrote it (or one finetuned from it)"
         )
     zh, zw = codec.latent_shape(header.height, header.width)
-    z_string = data[HEADER_SIZE : HEADER_SIZE + header.z_length]
-    y_string = data[HEADER_SIZE + header.z_length : HEADER_SIZE + header.z_length + header.y_length]
-    # ẑ goes through CompressAI's own decoder: bound it here; ŷ's decoder bounds its string.
-    strings = [[y_string], [bounded_string(z_string, codec.config.N * zh * zw)]]
+    start = header.payload_offset
+    z_string = data[start : start + header.z_length]
+    y_string = data[start + header.z_length : start + header.z_length + header.y_length]
+    if not codec.hyperprior and z_string:
+        raise BitstreamError(f"a {codec.arch} bitstream holds no hyper-latent string")
+    strings = codec.strings_from_container(z_string, y_string, (zh, zw))
     x_hat = codec.decompress(
         strings, (zh, zw), out_hw=(header.height, header.width), tile=tile, dtype=dtype
     )["x_hat"]

@@ -109,6 +109,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--note", help="free text stored in the config's meta")
     p.set_defaults(func=run_export)
 
+    p = sub.add_parser(
+        "import",
+        help="turn a CompressAI checkpoint into a model folder",
+        description="Read CHECKPOINT (a CompressAI training checkpoint {'state_dict': ...}, a bare "
+        "state dict, DataParallel 'module.' keys, legacy entropy-bottleneck names, or "
+        ".safetensors) as architecture ARCH and write a model folder every command takes "
+        "(compress, decompress, evaluate, finetune, ...). Sizes come from the tensor shapes.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("checkpoint", help="checkpoint file (.pth, .pth.tar, .pt, .safetensors)")
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="CompressAI model name (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, "
+        "mbt2018, cheng2020-anchor, cheng2020-attn) or module.path:ClassName of your own "
+        "subclass of one of their classes",
+    )
+    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
+    p.add_argument("--note", help="free text stored in the config's meta")
+    p.set_defaults(func=run_import)
+
+    p = sub.add_parser(
+        "layers",
+        help="list a model's synthesis stages (what --layers first:K selects)",
+        description="Print the synthesis stages of MODEL from the latent outwards, each with its "
+        "parameter names: `finetune --layers first:K` trains the first K of them.",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("model", help="shipped model name or model folder")
+    p.set_defaults(func=run_layers)
+
 
 def _set_threads(n: int | None) -> None:
     if n is not None:
@@ -191,13 +222,50 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_import(args: argparse.Namespace) -> int:
+    from icmbridge.codec import bitstream
+    from icmbridge.codec.importing import import_checkpoint
+    from icmbridge.codec.store import save_codec
+
+    parent = Path(args.output).parent
+    if not parent.is_dir():
+        raise InputError(f"output folder {str(parent)!r} does not exist")
+    codec = import_checkpoint(args.arch, args.checkpoint)
+    meta = {"imported_from": str(args.checkpoint)}
+    if args.note:
+        meta["note"] = args.note
+    save_codec(codec, args.output, meta)
+    sizes = ", ".join(f"{k}={v}" for k, v in codec.sizes().items())
+    print(
+        f"{args.checkpoint} -> {args.output}: {codec.arch} ({sizes}), "
+        f"{len(codec.synthesis_layers())} synthesis stages, "
+        f"fingerprint {bitstream.fingerprint(codec).hex()}"
+    )
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    from icmbridge.codec.store import load_codec
+
+    codec = load_codec(args.model)
+    names = [n for n, _ in codec.named_parameters()]
+    print(f"{args.model}: {codec.arch}, synthesis stages from the latent outwards")
+    for k, stage in enumerate(codec.synthesis_layers(), 1):
+        params = [n for n in names if any(n.startswith(m + ".") for m in stage)]
+        kinds = ", ".join(type(codec.get_submodule(m)).__name__ for m in stage)
+        print(f"  first:{k}  {' '.join(stage)}  ({kinds})")
+        for n in params:
+            print(f"      {n}")
+    return 0
+
+
 def run_info(args: argparse.Namespace) -> int:
     from icmbridge.codec import bitstream
 
     data = _read_bitstream(args.file)
     h = bitstream.parse_header(data)
     print(
-        f"{args.file}: icmbridge format {h.version}, {h.width}x{h.height}, model "
+        f"{args.file}: icmbridge format {h.version}, {h.arch}, {h.width}x{h.height}, model "
         f"{h.fingerprint_hex}, payload {h.z_length}+{h.y_length} bytes (hyper-latent+latent), "
         f"{len(data)} bytes, {8 * len(data) / (h.height * h.width):.4f} bpp, checksum ok"
     )

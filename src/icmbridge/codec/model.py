@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
 from compressai.layers import GDN
 from compressai.models.base import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from icmbridge.codec.rans import decode_latent, encode_latent
+from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
 from icmbridge.codec.tiling import (
     resolve_tile,
     tiled_analysis,
@@ -112,7 +112,197 @@ class SeededGaussianConditional(_SeededNoise, GaussianConditional):
         return torch.stack([self._uniform(tuple(inputs.shape[1:]), int(s)) for s in seeds])
 
 
-class ICMCodec(CompressionModel):
+class CodecContract:
+    """What icmbridge needs of a codec, shared by :class:`ICMCodec` and the CompressAI family.
+
+    A codec following it is a CompressAI ``CompressionModel`` with a synthesis transform ``g_s``
+    and these extra pieces: its synthesis *stages* (for ``first:K`` finetuning), freezing for
+    decoder finetuning, the tensors its bitstreams depend on (for the fingerprint), the exact
+    decoder input ``quantized_latent`` and the differentiable ``synthesize``.
+    """
+
+    #: Registry name of the architecture (see :mod:`icmbridge.codec.archs`).
+    arch: str = "icm"
+    #: Name of the synthesis transform: the only part a finetuned decoder may change.
+    synthesis_name = "g_s"
+    #: Groups (top-level modules) the fingerprint hashes first, in this order; the remaining ones
+    #: follow sorted by name. Only :class:`ICMCodec` sets it, to keep its published fingerprints.
+    fingerprint_order: tuple[str, ...] = ()
+    #: Images are padded to a multiple of this; the synthesis upsamples ŷ by ``upsampling``.
+    downsampling = 64
+    upsampling = 16
+    #: The bitstream holds a hyper-latent string ẑ before the latent string ŷ.
+    hyperprior = True
+    #: CPU threads of the synthesis (and, for other architectures, the float64 entropy-parameter
+    #: path) when decoding: a fixed number makes decoded pixels identical in every setting.
+    decode_threads: int | None = 2
+
+    config: CodecConfig
+    _frozen_prefixes: tuple[str, ...]
+
+    # ------------------------------------------------------------------ structure
+    def synthesis_layers(self) -> list[list[str]]:
+        """Synthesis stages from the latent outwards, each as the ``g_s`` child names it groups.
+
+        A stage is one upsampling step (a strided transposed convolution, a sub-pixel
+        convolution, a residual upsampling block, ...) and every module after it that runs at
+        its output resolution; modules before the first upsampling (at the latent's resolution:
+        residual or attention blocks) belong to the first stage. ``first:K`` selects K stages.
+        """
+        layers: list[list[str]] = []
+        pending: list[str] = []
+        g_s = getattr(self, self.synthesis_name)
+        for name, module in g_s.named_children():
+            full = f"{self.synthesis_name}.{name}"
+            if upsamples(module):
+                layers.append([*pending, full])
+                pending = []
+            elif layers:
+                layers[-1].append(full)
+            else:
+                pending.append(full)
+        if pending:
+            layers.append(pending)
+        return layers
+
+    def fingerprint_tensors(self) -> list[tuple[str, Tensor]]:
+        """Every parameter and buffer outside the synthesis transform, in fingerprint order.
+
+        Found by walking the state dict, so a codec with more entropy-model parts (a context
+        model, entropy parameters) has them covered without a list kept by hand.
+        """
+        state = self.state_dict()  # type: ignore[attr-defined]
+        groups: dict[str, list[str]] = {}
+        for key in state:
+            group = key.split(".", 1)[0]
+            if group != self.synthesis_name:
+                groups.setdefault(group, []).append(key)
+        order = [g for g in self.fingerprint_order if g in groups]
+        order += sorted(g for g in groups if g not in order)
+        return [(key, state[key]) for g in order for key in sorted(groups[g])]
+
+    def sizes(self) -> dict[str, int]:
+        """Constructor arguments that rebuild this architecture (N, M), saved in config.json."""
+        return self.config.to_dict()
+
+    def fingerprint_preamble(self) -> bytes:
+        """What the fingerprint hashes before the tensors: the architecture and its sizes."""
+        items = self.config.to_dict()
+        if self.arch != "icm":
+            items = {"arch": self.arch, **items}
+        return repr(sorted(items.items())).encode()
+
+    # ------------------------------------------------------------------ freezing
+    def freeze_for_finetune(self, trainable_prefixes: list[str]) -> list[nn.Parameter]:
+        """Freeze everything but the parameters under ``trainable_prefixes`` and return those.
+
+        Frozen modules stay in eval mode even after ``.train()``, so no batch statistics or
+        other state of the encoder and entropy models can drift during finetuning.
+        """
+        prefixes = tuple(trainable_prefixes)
+        trainable: list[nn.Parameter] = []
+        for name, p in self.named_parameters():  # type: ignore[attr-defined]
+            keep = any(name == q or name.startswith(q + ".") for q in prefixes)
+            p.requires_grad_(keep)
+            if keep:
+                trainable.append(p)
+        if not trainable:
+            raise InputError(f"no codec parameter matches {list(trainable_prefixes)}")
+        self._frozen_prefixes = prefixes
+        self.train(self.training)  # type: ignore[attr-defined]
+        return trainable
+
+    def train(self, mode: bool = True):  # type: ignore[no-untyped-def]
+        super().train(mode)  # type: ignore[misc]
+        if getattr(self, "_frozen_prefixes", ()):
+            for name, module in self.named_modules():  # type: ignore[attr-defined]
+                if name and not any(
+                    name == q or name.startswith(q + ".") or q.startswith(name + ".")
+                    for q in self._frozen_prefixes
+                ):
+                    module.eval()
+        return self
+
+    # ------------------------------------------------------------------ decoder finetuning path
+    def synthesize(self, y_hat: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        """x̂ = g_s(ŷ) cropped to ``out_hw`` (differentiable; not clamped)."""
+        g_s = getattr(self, self.synthesis_name)
+        return g_s(y_hat)[..., : out_hw[0], : out_hw[1]]
+
+    # ------------------------------------------------------------------ coding helpers
+    def ready_to_code(self) -> bool:
+        return all(
+            m._quantized_cdf.numel() > 0
+            for m in self.modules()  # type: ignore[attr-defined]
+            if isinstance(m, EntropyModel)
+        )
+
+    def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
+        """Build the CDF tables (CompressAI's ``update``) with this codec's scale table."""
+        if scale_table is None:
+            scale_table = globals()["scale_table"]()
+        return super().update(scale_table=scale_table, force=force)  # type: ignore[misc]
+
+    def _ensure_ready(self) -> None:
+        if not self.ready_to_code():
+            self.update(force=True)
+
+    def float64_copy(self, name: str) -> nn.Module:
+        """A float64 CPU copy of the submodule ``name``, rebuilt only when its tensors change.
+
+        Whatever selects a CDF table or shifts a decoded latent runs on such copies: float64
+        makes a table index or a mean identical on every decoder.
+        """
+        module = self.get_submodule(name)  # type: ignore[attr-defined]
+        tensors = [*module.parameters(), *module.buffers()]
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        cache = self.__dict__.setdefault("_float64", {})
+        cached = cache.get(name)
+        if cached is None or cached[0] != key:
+            copied = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
+            for p in copied.parameters():
+                p.requires_grad_(False)
+            cache[name] = cached = (key, copied)
+        return cached[1]
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial shape of the first string's latent (ẑ, or ŷ without hyper-prior)."""
+        d = self.downsampling
+        return (-(-height // d), -(-width // d))
+
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        """ŷ decoded from the strings of one image's :meth:`compress` (the decoder's input)."""
+        raise NotImplementedError
+
+    def container_strings(self, strings: list[list[bytes]]) -> tuple[bytes, bytes]:
+        """(ẑ string, ŷ string) of a one-image :meth:`compress` result (ẑ empty if none)."""
+        if self.hyperprior:
+            return strings[1][0], strings[0][0]
+        return b"", strings[0][0]
+
+    def strings_from_container(
+        self, z_string: bytes, y_string: bytes, shape: tuple[int, int]
+    ) -> list[list[bytes]]:
+        """The ``strings`` argument of :meth:`decompress`, strings bounded for CompressAI's own
+        decoders (which do not check the end of their input)."""
+        eb = self.entropy_bottleneck  # type: ignore[attr-defined]
+        symbols = eb.channels * shape[0] * shape[1]
+        if self.hyperprior:
+            return [[y_string], [bounded_string(z_string, symbols)]]
+        return [[bounded_string(y_string, symbols)]]
+
+
+def upsamples(module: nn.Module) -> bool:
+    """Whether a module changes resolution upwards (transposed conv, sub-pixel, interpolation)."""
+    for m in module.modules():
+        if isinstance(m, nn.ConvTranspose2d) and max(m.stride) > 1:
+            return True
+        if isinstance(m, (nn.PixelShuffle, nn.Upsample)):
+            return True
+    return False
+
+
+class ICMCodec(CodecContract, CompressionModel):
     """Hyper-prior codec following CompressAI's ``CompressionModel`` contract.
 
     ``forward`` returns ``{"x_hat", "likelihoods"}`` (training, additive-noise proxy),
@@ -134,6 +324,8 @@ class ICMCodec(CompressionModel):
     #: CPU threads of the synthesis transform when decoding bitstreams: a fixed number makes the
     #: decoded pixels identical whatever the caller's thread setting or batch (None: don't fix).
     decode_threads: int | None = 2
+    #: The published fingerprints (e.g. ``weights/base``) hash the groups in this order.
+    fingerprint_order = ("g_a", "h_a", "h_s", "entropy_bottleneck", "gaussian_conditional")
 
     def __init__(self, config: CodecConfig | None = None) -> None:
         super().__init__()
@@ -170,61 +362,15 @@ class ICMCodec(CompressionModel):
         )
         self._frozen_prefixes: tuple[str, ...] = ()
 
-    # ------------------------------------------------------------------ structure
-    def synthesis_layers(self) -> list[list[str]]:
-        """Synthesis layers from the latent outwards, each as the ``g_s`` module names it groups.
-
-        A layer is a transposed convolution with the IGDN that follows it; the last one has none.
-        ``first:K`` finetuning selects the first K of these.
-        """
-        layers: list[list[str]] = []
-        for name, module in self.g_s.named_children():
-            if isinstance(module, nn.ConvTranspose2d):
-                layers.append([f"g_s.{name}"])
-            else:
-                layers[-1].append(f"g_s.{name}")
-        return layers
-
-    def encoder_and_entropy_modules(self) -> dict[str, nn.Module]:
-        """Everything the bitstream depends on: its fingerprint covers exactly these."""
-        return {
-            "g_a": self.g_a,
-            "h_a": self.h_a,
-            "h_s": self.h_s,
-            "entropy_bottleneck": self.entropy_bottleneck,
-            "gaussian_conditional": self.gaussian_conditional,
-        }
-
-    # ------------------------------------------------------------------ freezing
-    def freeze_for_finetune(self, trainable_prefixes: list[str]) -> list[nn.Parameter]:
-        """Freeze everything but the parameters under ``trainable_prefixes`` and return those.
-
-        Frozen modules stay in eval mode even after ``.train()``, so no batch statistics or
-        other state of the encoder and entropy models can drift during finetuning.
-        """
-        prefixes = tuple(trainable_prefixes)
-        trainable: list[nn.Parameter] = []
-        for name, p in self.named_parameters():
-            keep = any(name == q or name.startswith(q + ".") for q in prefixes)
-            p.requires_grad_(keep)
-            if keep:
-                trainable.append(p)
-        if not trainable:
-            raise InputError(f"no codec parameter matches {list(trainable_prefixes)}")
-        self._frozen_prefixes = prefixes
-        self.train(self.training)
-        return trainable
-
-    def train(self, mode: bool = True) -> ICMCodec:
-        super().train(mode)
-        if self._frozen_prefixes:
-            for name, module in self.named_modules():
-                if name and not any(
-                    name == q or name.startswith(q + ".") or q.startswith(name + ".")
-                    for q in self._frozen_prefixes
-                ):
-                    module.eval()
-        return self
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, Tensor]) -> ICMCodec:
+        """A codec with the sizes read from the tensor shapes, holding ``state_dict``."""
+        config = CodecConfig(
+            N=state_dict["g_a.0.weight"].size(0), M=state_dict["g_a.6.weight"].size(0)
+        )
+        codec = cls(config)
+        codec.load_state_dict(state_dict)
+        return codec
 
     # ------------------------------------------------------------------ training path
     def forward(
@@ -257,27 +403,7 @@ class ICMCodec(CompressionModel):
         check_image_tensor(x)
         return torch.round(self.g_a(pad_to_multiple(x, self.downsampling)))
 
-    def synthesize(self, y_hat: Tensor, out_hw: tuple[int, int]) -> Tensor:
-        """x̂ = g_s(ŷ) cropped to ``out_hw`` (differentiable; not clamped)."""
-        return self.g_s(y_hat)[..., : out_hw[0], : out_hw[1]]
-
     # ------------------------------------------------------------------ coding path
-    def ready_to_code(self) -> bool:
-        return all(
-            m._quantized_cdf.numel() > 0
-            for m in (self.entropy_bottleneck, self.gaussian_conditional)
-        )
-
-    def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
-        """Build the CDF tables (CompressAI's ``update``) with this codec's scale table."""
-        if scale_table is None:
-            scale_table = globals()["scale_table"]()
-        return super().update(scale_table=scale_table, force=force)
-
-    def _ensure_ready(self) -> None:
-        if not self.ready_to_code():
-            self.update(force=True)
-
     def _coding_indexes(self, z_hat: Tensor) -> Tensor:
         """CDF table indexes of ŷ from ẑ, via σ̂ = h_s(ẑ) in float64 on the CPU.
 
@@ -286,16 +412,10 @@ class ICMCodec(CompressionModel):
         the image tile setting, so encoder and decoder compute alike and a 50 MP image never
         holds float64 scales (or their im2col buffers) whole.
         """
-        # The float64 copy is rebuilt only when h_s's weights change (tracked by version counters).
-        key = tuple((p.data_ptr(), p._version) for p in self.h_s.parameters())
-        cached = self.__dict__.get("_h_s64")
-        if cached is None or cached[0] != key:
-            h_s64 = copy.deepcopy(self.h_s).to(device="cpu", dtype=torch.float64)
-            self.__dict__["_h_s64"] = cached = (key, h_s64)
         stride = self.downsampling // self.upsampling
         zh, zw = z_hat.shape[-2:]
         return tiled_upsampling(
-            cached[1],
+            self.float64_copy("h_s"),
             z_hat.to(device="cpu", dtype=torch.float64),
             (zh * stride, zw * stride),
             self.config.M,
@@ -335,6 +455,14 @@ class ICMCodec(CompressionModel):
         return {"strings": [y_strings, z_strings], "shape": tuple(z.size()[-2:])}
 
     @torch.no_grad()
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        """ŷ (float32, CPU) decoded from the strings of :meth:`compress`: the decoder's input."""
+        self._ensure_ready()
+        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+        indexes = self._coding_indexes(z_hat)
+        return decode_latent(self.gaussian_conditional, strings[0], indexes)
+
+    @torch.no_grad()
     def decompress(
         self,
         strings: list[list[bytes]],
@@ -349,10 +477,7 @@ class ICMCodec(CompressionModel):
         nearest, written tile by tile).
         """
         self._ensure_ready()
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        indexes = self._coding_indexes(z_hat)
-        y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)
-        del indexes
+        y_hat = self.latent_from_strings(strings, shape)
         stride = self.upsampling
         if out_hw is None:
             out_hw = (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride)
@@ -378,11 +503,6 @@ class ICMCodec(CompressionModel):
                     )
                 )
         return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
-
-    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
-        """Spatial shape of ẑ for an image of ``height × width``."""
-        d = self.downsampling
-        return (-(-height // d), -(-width // d))
 
 
 @contextlib.contextmanager

@@ -16,14 +16,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from icmbridge.codec.model import CONFIGS, CodecConfig, ICMCodec
+from icmbridge.codec.model import CodecConfig, CodecContract
 from icmbridge.errors import InputError
 from icmbridge.utils.atomic import atomic_directory
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "icmbridge-codec"
-FORMAT_VERSION = 1
+#: Newest model-folder format read: 1 = our icm architecture, 2 = any architecture (``arch``).
+FORMAT_VERSION = 2
 
 
 def weights_dir() -> Path:
@@ -70,28 +71,35 @@ def read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def build_codec(config: CodecConfig | str) -> ICMCodec:
+def build_codec(config: CodecConfig | str, arch: str = "icm") -> CodecContract:
+    """A randomly initialised codec of ``arch`` with a named size configuration or sizes."""
+    from icmbridge.codec.archs import build_arch
+
     if isinstance(config, str):
-        if config not in CONFIGS:
-            raise InputError(f"unknown codec configuration {config!r}; known: {sorted(CONFIGS)}")
-        config = CONFIGS[config]
-    return ICMCodec(config)
+        return build_arch(arch, config)
+    return build_arch(arch, config.to_dict())
 
 
 def load_codec(
     name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu"
-) -> ICMCodec:
-    """Load a codec ready to code (eval mode, CDF tables present)."""
+) -> CodecContract:
+    """Load a codec of any registered architecture, ready to code (eval mode, CDF tables)."""
+    from icmbridge.codec.archs import build_arch, codec_class, is_user_arch
+
     folder = resolve_model_path(name_or_path)
     cfg = read_config(folder)
-    try:
-        codec = ICMCodec(CodecConfig(**cfg["codec"]))
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{folder / CONFIG_FILE}: bad codec sizes ({exc})") from None
+    arch = cfg.get("arch", "icm")
     try:
         state = load_file(folder / WEIGHTS_FILE)
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise InputError(f"cannot read {folder / WEIGHTS_FILE}: {exc}") from None
+    try:
+        if is_user_arch(arch):  # sizes from the tensor shapes, as the user's class reads them
+            codec = codec_class(arch).from_state_dict(state)
+        else:
+            codec = build_arch(arch, dict(cfg["codec"]))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"{folder / CONFIG_FILE}: bad codec sizes ({exc})") from None
     try:
         codec.load_state_dict(state)
     except RuntimeError as exc:
@@ -107,28 +115,29 @@ def load_codec(
     return codec
 
 
-def codec_state(codec: ICMCodec) -> dict[str, torch.Tensor]:
+def codec_state(codec: CodecContract) -> dict[str, torch.Tensor]:
     """The state dict as safetensors wants it: contiguous CPU tensors, no shared storage."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in codec.state_dict().items()}
 
 
-def write_model(folder: Path, codec: ICMCodec, meta: dict[str, Any] | None = None) -> None:
+def write_model(folder: Path, codec: CodecContract, meta: dict[str, Any] | None = None) -> None:
     """Write ``model.safetensors`` + ``config.json`` into an existing folder (no atomicity)."""
     if not codec.ready_to_code():
         codec.update(force=True)
     save_file(codec_state(codec), str(folder / WEIGHTS_FILE))
     cfg = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "architecture": "scale-hyperprior, ConvTranspose2d k5 s2 synthesis",
-        "codec": codec.config.to_dict(),
+        # icm folders stay version 1 (older releases read them); others need this release.
+        "format_version": 1 if codec.arch == "icm" else FORMAT_VERSION,
+        "arch": codec.arch,
+        "codec": codec.sizes(),
         "meta": meta or {},
     }
     (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def save_codec(
-    codec: ICMCodec, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    codec: CodecContract, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None
 ) -> Path:
     """Atomically (re)place a model folder: a crash leaves the old one or the new one, whole."""
     folder = Path(folder)

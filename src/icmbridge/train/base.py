@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import build_codec, load_codec
 from icmbridge.errors import InputError
 from icmbridge.train import runtime as rtm
@@ -34,6 +34,7 @@ from icmbridge.train import runtime as rtm
 class TrainConfig:
     out: str
     codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
+    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
     init: str | None = None  # start from this model instead of random weights
     task: str = "face"
     task_weights: str | None = None
@@ -130,7 +131,7 @@ def compute_task_loss(
 
 
 @torch.no_grad()
-def measure(codec: ICMCodec, images: list[torch.Tensor]) -> dict[str, float]:
+def measure(codec: CodecContract, images: list[torch.Tensor]) -> dict[str, float]:
     """Real bitstream bpp and PSNR of ``images`` (codec temporarily in eval mode)."""
     from icmbridge.codec import bitstream
 
@@ -194,7 +195,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # --- model, task, data, optimizers
         torch.manual_seed(cfg.seed)
         codec, saved = rtm.start_codec(
-            ckpts, resume, rt, lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec)
+            ckpts,
+            resume,
+            rt,
+            lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec, cfg.arch),
         )
         codec.to(rt.device).train()
         task = build_task(

@@ -75,6 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
     p.add_argument("--codec", help="named codec configuration (tiny, cpu, bmshj2018)")
+    p.add_argument(
+        "--arch",
+        help="architecture: icm (ours) or a CompressAI name (bmshj2018-factorized, "
+        "bmshj2018-hyperprior, mbt2018-mean, mbt2018, cheng2020-anchor, cheng2020-attn); "
+        "--codec gives its sizes (cheng2020: N only, M = N)",
+    )
     p.add_argument("--init", help="start from this model (name or path) instead of random weights")
     p.add_argument("--lr", type=float, help="learning rate of the codec (cosine schedule)")
     p.add_argument(

@@ -1,6 +1,6 @@
 """The paper's method: PatchGAN finetuning of the first synthesis layers of an ICM codec.
 
-    x ─► frozen g_a ─► ŷ = round(y) ─► g_s [first K layers trainable] ─► x̂
+    x ─► frozen g_a ─► ŷ (exactly what the bitstream decodes to) ─► g_s [first K trainable] ─► x̂
     patches(x), patches(x̂) at the same random places ─► PatchGAN D
     loss_G = λ_mse · MSE(patches | image) + λ_a · adv_G(D(x̂ patches)) (+ λ_task · task(x̂, x))
     loss_D = adv_D(D(x patches), D(x̂ patches).detach())
@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from icmbridge.codec.bitstream import fingerprint
-from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import load_codec
 from icmbridge.errors import InputError
 from icmbridge.gan import (
@@ -134,7 +134,7 @@ def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) ->
     return {**values, **{k: v for k, v in PRESETS[preset].items() if k not in given}}
 
 
-def select_layers(codec: ICMCodec, spec: str) -> list[str]:
+def select_layers(codec: CodecContract, spec: str) -> list[str]:
     """Parameter-name prefixes to train from ``first:K`` or comma-separated name patterns."""
     layers = codec.synthesis_layers()
     if spec.startswith("first:"):
@@ -159,7 +159,7 @@ def select_layers(codec: ICMCodec, spec: str) -> list[str]:
                 f"--layers pattern {pattern!r} matches no codec parameter "
                 "(e.g. g_s.0, 'g_s.[0-3].*', first:2)"
             )
-        bad = [n for n in hits if not n.startswith("g_s.")]
+        bad = [n for n in hits if not n.startswith(codec.synthesis_name + ".")]
         if bad:
             raise InputError(f"--layers may select decoder (g_s) parameters only, not {bad[0]}")
         chosen += hits
@@ -188,7 +188,7 @@ def validation_crop() -> Tensor:
 
 
 @torch.no_grad()
-def measure_crop(codec: ICMCodec, x: Tensor) -> dict[str, float]:
+def measure_crop(codec: CodecContract, x: Tensor) -> dict[str, float]:
     from icmbridge.metrics.artifacts import artifact_db
     from icmbridge.metrics.fidelity import psnr
 

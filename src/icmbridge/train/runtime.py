@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from icmbridge.codec.model import ICMCodec
+from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import write_model
 from icmbridge.errors import IcmError, InputError
 from icmbridge.utils.atomic import atomic_directory
@@ -152,7 +152,9 @@ class Checkpoints:
                 return target
         return None
 
-    def save(self, step: int, codec: ICMCodec, meta: dict[str, Any], state: dict[str, Any]) -> Path:
+    def save(
+        self, step: int, codec: CodecContract, meta: dict[str, Any], state: dict[str, Any]
+    ) -> Path:
         folder = self.root / f"step-{step:07d}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -188,8 +190,8 @@ class Checkpoints:
 
 
 def start_codec(
-    ckpts: Checkpoints, resume: bool, rt: Runtime, fresh: Callable[[], ICMCodec]
-) -> tuple[ICMCodec, dict[str, Any] | None]:
+    ckpts: Checkpoints, resume: bool, rt: Runtime, fresh: Callable[[], CodecContract]
+) -> tuple[CodecContract, dict[str, Any] | None]:
     """The codec to train: the last checkpoint's (with its saved state) or ``fresh()``."""
     if not resume:
         return fresh(), None
@@ -310,7 +312,7 @@ def save_checkpoint(
     rt: Runtime,
     ckpts: Checkpoints,
     step: int,
-    codec: ICMCodec,
+    codec: CodecContract,
     meta: Callable[[], dict[str, Any]],
     state: Callable[[], dict[str, Any]],
 ) -> None:

@@ -1,0 +1,401 @@
+"""Every CompressAI architecture (and a user's subclass of one) under icmbridge's codec contract.
+
+The registry is keyed by CompressAI's own model names, plus ``icm`` (our :class:`ICMCodec`)::
+
+    bmshj2018-factorized   FactorizedPrior                      ŷ = round(y − median) + median
+    bmshj2018-hyperprior   ScaleHyperprior                      ŷ = round(y)
+    mbt2018-mean           MeanScaleHyperprior                  ŷ = round(y − μ) + μ
+    mbt2018                JointAutoregressiveHierarchicalPriors ŷ from the serial decode
+    cheng2020-anchor       Cheng2020Anchor                      ŷ from the serial decode
+    cheng2020-attn         Cheng2020Attention                   ŷ from the serial decode
+
+Each entry is CompressAI's class with a *recipe* mixin in front (:class:`FactorizedRecipe`,
+:class:`ScaleRecipe`, :class:`MeanScaleRecipe`, :class:`AutoregressiveRecipe`). The mixin keeps
+CompressAI's transforms, entropy models, ``forward``, ``from_state_dict`` and state-dict loading
+(legacy key names included) and replaces only the coding path, so that it is bit-exact on every
+decoder:
+
+* whatever selects a CDF table or shifts a latent (the hyper-synthesis, the context model and the
+  entropy-parameter network) runs in float64 on the CPU, on a fixed number of threads, one image
+  at a time — the autoregressive loop is CompressAI's own ``_compress_ar``/``_decompress_ar``
+  run on float64 copies of those modules;
+* the synthesis runs one image at a time on ``decode_threads`` threads;
+* :meth:`quantized_latent` returns exactly the ŷ a decoder reconstructs from the bitstream, the
+  decoder input that finetuning must train on.
+
+Images of any size are padded to a multiple of ``downsampling`` by edge replication and cropped
+back. The four architectures whose ``g_a``/``g_s`` are ICMCodec's 4 × (k5, stride 2) layers
+(bmshj2018-*, mbt2018*) run them over tiles with the same exact 2-latent halos (bounded memory,
+see :mod:`.tiling`); cheng2020's residual/attention transforms code the whole image at once, since
+no exact halo is worked out for them (nor for a user's subclass).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import types
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import MaskedConv2d
+from compressai.models import (
+    Cheng2020Anchor,
+    Cheng2020Attention,
+    FactorizedPrior,
+    JointAutoregressiveHierarchicalPriors,
+    MeanScaleHyperprior,
+    ScaleHyperprior,
+)
+from compressai.models.base import CompressionModel
+from torch import Tensor
+
+from icmbridge.codec.model import (
+    CONFIGS,
+    CodecConfig,
+    CodecContract,
+    ICMCodec,
+    SeededEntropyBottleneck,
+    SeededGaussianConditional,
+    check_image_tensor,
+    fixed_threads,
+    pad_to_multiple,
+)
+from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
+from icmbridge.codec.tiling import resolve_tile, tiled_analysis, tiled_synthesis
+from icmbridge.errors import InputError
+
+
+class CompressAIRecipe(CodecContract):
+    """The contract for a CompressAI model class; a recipe subclass codes one prior family."""
+
+    #: Halos (in latents) of exact tiled transforms; None codes the whole image at once.
+    analysis_halo: int | None = None
+    synthesis_halo: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Training noise drawn per sample from its own seed (see ICMCodec); same classes, so
+        # state dicts and CompressAI's loading are unchanged.
+        for module in self.modules():
+            if type(module) is EntropyBottleneck:
+                module.__class__ = SeededEntropyBottleneck
+            elif type(module) is GaussianConditional:
+                module.__class__ = SeededGaussianConditional
+        self._frozen_prefixes: tuple[str, ...] = ()
+
+    @property
+    def config(self) -> CodecConfig:  # type: ignore[override]
+        return CodecConfig(N=int(self.N), M=int(self.M))  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ training path
+    def forward(self, x: Tensor, sample_seeds: Tensor | None = None) -> dict[str, Any]:
+        """CompressAI's ``forward`` on the padded image, x̂ cropped back (see ICMCodec)."""
+        check_image_tensor(x)
+        for module in self.modules():
+            if isinstance(module, SeededEntropyBottleneck):
+                module.sample_seeds = sample_seeds
+            elif isinstance(module, SeededGaussianConditional):
+                module.sample_seeds = None if sample_seeds is None else sample_seeds + (1 << 40)
+        h, w = x.shape[-2:]
+        out = super().forward(pad_to_multiple(x, self.downsampling))  # type: ignore[misc]
+        out["x_hat"] = out["x_hat"][..., :h, :w]
+        return out
+
+    # ------------------------------------------------------------------ coding path
+    def _tile(self, tile: int | None, padded_hw: tuple[int, int]) -> int:
+        """Tile side in latents for a setting (see :mod:`.tiling`); 0 without known halos."""
+        if self.analysis_halo is None or self.synthesis_halo is None:
+            return 0
+        return resolve_tile(tile, padded_hw, self.upsampling)
+
+    def _analysis(self, x: Tensor, tile: int | None = None) -> Tensor:
+        """y = g_a(pad(x)) for a float or uint8 image, over tiles where the halo is known."""
+        h, w = x.shape[-2:]
+        d, s = self.downsampling, self.upsampling
+        grid = (-(-h // d) * d // s, -(-w // d) * d // s)
+        tiles = self._tile(tile, (grid[0] * s, grid[1] * s))
+        device = next(self.g_a.parameters()).device  # type: ignore[attr-defined]
+        halo = self.analysis_halo or 0
+        return tiled_analysis(self.g_a, x, grid, int(self.M), s, tiles, halo, device)  # type: ignore
+
+    def _hyper(self, y: Tensor) -> tuple[list[bytes], Tensor]:
+        """ẑ's string and the float64 output of the hyper-synthesis from it (one image)."""
+        z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
+        z_strings = self.entropy_bottleneck.compress(z)  # type: ignore[attr-defined]
+        return z_strings, self._hyper_params(z_strings, tuple(z.shape[-2:]))
+
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return y
+
+    def _hyper_params(self, z_strings: list[bytes], shape: tuple[int, int]) -> Tensor:
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)  # type: ignore
+        with fixed_threads(self.decode_threads or 1):
+            return self.float64_copy("h_s")(z_hat.to(device="cpu", dtype=torch.float64))
+
+    def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
+        """(strings, ŷ) of one image's latent ``y`` (1, M, h, w)."""
+        raise NotImplementedError
+
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def quantized_latent(self, x: Tensor) -> Tensor:
+        """ŷ exactly as a decoder rebuilds it from the bitstream of ``x``, element for element."""
+        check_image_tensor(x)
+        self._ensure_ready()
+        y = self._analysis(x)
+        out = [self._encode_latent(y[i : i + 1])[1] for i in range(len(y))]
+        return torch.cat(out).to(y.device)
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, tile: int | None = None) -> dict[str, Any]:
+        """Code a batch ``(B, 3, H, W)`` (float in [0, 1] or uint8); ``tile`` as in ICMCodec
+        where the architecture's halos are known (else the whole image at once)."""
+        check_image_tensor(x, allow_uint8=True)
+        self._ensure_ready()
+        y = self._analysis(x, tile)
+        per_image = [self._encode_latent(y[i : i + 1])[0] for i in range(len(y))]
+        strings = [[s[k][0] for s in per_image] for k in range(len(per_image[0]))]
+        shape = self.latent_shape(*x.shape[-2:])
+        return {"strings": strings, "shape": shape}
+
+    @torch.no_grad()
+    def decompress(
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int],
+        out_hw: tuple[int, int] | None = None,
+        tile: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> dict[str, Tensor]:
+        """Decode strings of :meth:`compress`; ``out_hw`` crops the padding; ``tile`` as in
+        :meth:`compress`."""
+        self._ensure_ready()
+        device = next(self.g_s.parameters()).device  # type: ignore[attr-defined]
+        images = []
+        for i in range(len(strings[0])):
+            y_hat = self.latent_from_strings([[s[i]] for s in strings], tuple(shape))
+            s = self.upsampling
+            hw = out_hw or (y_hat.shape[-2] * s, y_hat.shape[-1] * s)
+            tiles = self._tile(tile, (y_hat.shape[-2] * s, y_hat.shape[-1] * s))
+            halo = self.synthesis_halo or 0
+            fixed = device.type == "cpu" and self.decode_threads is not None
+            with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
+                images.append(
+                    tiled_synthesis(self.g_s, y_hat.to(device), hw, s, tiles, halo, dtype)  # type: ignore
+                )
+        return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
+
+
+class FactorizedRecipe(CompressAIRecipe):
+    """bmshj2018-factorized: ŷ coded by the entropy bottleneck, ŷ = round(y − m) + m."""
+
+    downsampling = 16
+    hyperprior = False
+
+    def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
+        eb = self.entropy_bottleneck  # type: ignore[attr-defined]
+        y_hat = eb.quantize(y, "dequantize", eb._get_medians().detach())
+        return [eb.compress(y)], y_hat
+
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        return self.entropy_bottleneck.decompress(strings[0], shape)  # type: ignore
+
+
+class ScaleRecipe(CompressAIRecipe):
+    """bmshj2018-hyperprior: zero-mean Gaussians of scales σ̂ = h_s(ẑ), ŷ = round(y)."""
+
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return torch.abs(y)
+
+    def _means_and_indexes(self, params: Tensor) -> tuple[Tensor | None, Tensor]:
+        return None, self.gaussian_conditional.build_indexes(params)  # type: ignore
+
+    def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
+        z_strings, params = self._hyper(y)
+        means, indexes = self._means_and_indexes(params)
+        shifted = y.cpu() if means is None else y.cpu() - means
+        y_strings = encode_latent(self.gaussian_conditional, shifted, indexes)  # type: ignore
+        y_hat = torch.round(shifted)
+        return [y_strings, z_strings], y_hat if means is None else y_hat + means
+
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        means, indexes = self._means_and_indexes(self._hyper_params(strings[1], shape))
+        y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)  # type: ignore
+        return y_hat if means is None else y_hat + means
+
+
+class MeanScaleRecipe(ScaleRecipe):
+    """mbt2018-mean: Gaussians of (σ̂, μ̂) = h_s(ẑ), ŷ = round(y − μ̂) + μ̂ (μ̂ float64 → float32)."""
+
+    def _hyper_input(self, y: Tensor) -> Tensor:
+        return y
+
+    def _means_and_indexes(self, params: Tensor) -> tuple[Tensor | None, Tensor]:
+        scales, means = params.chunk(2, 1)
+        return means.float(), self.gaussian_conditional.build_indexes(scales)  # type: ignore
+
+
+class AutoregressiveRecipe(MeanScaleRecipe):
+    """mbt2018, cheng2020: a masked 5×5 context model; ŷ comes from the serial decode.
+
+    CompressAI's own serial loops run on a float64 copy of the context model, the entropy
+    parameters and the Gaussian conditional, on one thread: the decoder's means and table
+    indexes, hence ŷ and the next positions' contexts, are those the encoder computed.
+    """
+
+    def _ar_modules(self) -> types.SimpleNamespace:
+        return types.SimpleNamespace(
+            context_prediction=self.float64_copy("context_prediction"),
+            entropy_parameters=self.float64_copy("entropy_parameters"),
+            gaussian_conditional=self.float64_copy("gaussian_conditional"),
+        )
+
+    def _ar_geometry(self) -> tuple[int, int]:
+        k = self.context_prediction.kernel_size[0]  # type: ignore[attr-defined]
+        return k, (k - 1) // 2
+
+    def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
+        z_strings, params = self._hyper(y)
+        k, p = self._ar_geometry()
+        h, w = y.shape[-2:]
+        y_hat = F.pad(y.to(device="cpu", dtype=torch.float64), (p, p, p, p))
+        with fixed_threads(1):
+            string = JointAutoregressiveHierarchicalPriors._compress_ar(
+                self._ar_modules(), y_hat, params, h, w, k, p
+            )
+        return [[string], z_strings], y_hat[..., p : p + h, p : p + w].float()
+
+    def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
+        params = self._hyper_params(strings[1], shape)
+        k, p = self._ar_geometry()
+        h, w = params.shape[-2:]
+        m = int(self.M)  # type: ignore[attr-defined]
+        y_hat = torch.zeros((1, m, h + 2 * p, w + 2 * p), dtype=torch.float64)
+        # CompressAI's decoder does not check the end of its input: bound the string.
+        string = bounded_string(strings[0][0], m * h * w)
+        with fixed_threads(1):
+            JointAutoregressiveHierarchicalPriors._decompress_ar(
+                self._ar_modules(), string, y_hat, params, h, w, k, p
+            )
+        return y_hat[..., p : p + h, p : p + w].float()
+
+
+# ---------------------------------------------------------------------- the registered classes
+class Bmshj2018Factorized(FactorizedRecipe, FactorizedPrior):
+    arch = "bmshj2018-factorized"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
+
+
+class Bmshj2018Hyperprior(ScaleRecipe, ScaleHyperprior):
+    arch = "bmshj2018-hyperprior"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
+
+
+class Mbt2018Mean(MeanScaleRecipe, MeanScaleHyperprior):
+    arch = "mbt2018-mean"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
+
+
+class Mbt2018(AutoregressiveRecipe, JointAutoregressiveHierarchicalPriors):
+    arch = "mbt2018"
+    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
+
+
+class Cheng2020AnchorCodec(AutoregressiveRecipe, Cheng2020Anchor):
+    arch = "cheng2020-anchor"
+
+    def sizes(self) -> dict[str, int]:
+        return {"N": int(self.N)}  # M = N in cheng2020
+
+
+class Cheng2020AttnCodec(AutoregressiveRecipe, Cheng2020Attention):
+    arch = "cheng2020-attn"
+
+    def sizes(self) -> dict[str, int]:
+        return {"N": int(self.N)}
+
+
+#: Architecture name → codec class. ``icm`` is ours; the others are CompressAI's names.
+ARCHITECTURES: dict[str, type] = {
+    "icm": ICMCodec,
+    "bmshj2018-factorized": Bmshj2018Factorized,
+    "bmshj2018-hyperprior": Bmshj2018Hyperprior,
+    "mbt2018-mean": Mbt2018Mean,
+    "mbt2018": Mbt2018,
+    "cheng2020-anchor": Cheng2020AnchorCodec,
+    "cheng2020-attn": Cheng2020AttnCodec,
+}
+
+#: CompressAI base class → the recipe that codes it, most specific first.
+RECIPES: list[tuple[type, type]] = [
+    (JointAutoregressiveHierarchicalPriors, AutoregressiveRecipe),
+    (MeanScaleHyperprior, MeanScaleRecipe),
+    (ScaleHyperprior, ScaleRecipe),
+    (FactorizedPrior, FactorizedRecipe),
+]
+
+_USER_CLASSES: dict[str, type] = {}
+
+
+def is_user_arch(arch: str) -> bool:
+    return ":" in arch
+
+
+def codec_class(arch: str) -> type:
+    """The codec class of an architecture name or a ``module.path:ClassName``."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch]
+    if not is_user_arch(arch):
+        raise InputError(
+            f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}, "
+            "or module.path:ClassName for your own CompressionModel subclass"
+        )
+    if arch in _USER_CLASSES:
+        return _USER_CLASSES[arch]
+    module_name, _, class_name = arch.partition(":")
+    try:
+        user_cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"--arch {arch}: cannot import it ({exc})") from None
+    if not isinstance(user_cls, type) or not issubclass(user_cls, CompressionModel):
+        raise InputError(f"--arch {arch}: not a subclass of compressai's CompressionModel")
+    recipe = next((r for base, r in RECIPES if issubclass(user_cls, base)), None)
+    if recipe is None:
+        known = ", ".join(base.__name__ for base, _ in RECIPES)
+        raise InputError(
+            f"--arch {arch}: icmbridge codes subclasses of {known} (their coding recipes are "
+            f"known exactly); {class_name} derives from none of them"
+        )
+    cls = type(class_name, (recipe, user_cls), {"arch": arch, "__module__": user_cls.__module__})
+    _USER_CLASSES[arch] = cls
+    return cls
+
+
+def build_arch(arch: str, sizes: dict[str, int] | str | None = None) -> CodecContract:
+    """A randomly initialised codec of ``arch`` with ``sizes`` (N, M) or a named size config."""
+    cls = codec_class(arch)
+    if isinstance(sizes, str):
+        if sizes not in CONFIGS:
+            raise InputError(f"unknown codec configuration {sizes!r}; known: {sorted(CONFIGS)}")
+        sizes = CONFIGS[sizes].to_dict()
+        if arch.startswith("cheng2020"):
+            sizes = {"N": sizes["N"]}
+    if cls is ICMCodec:
+        return ICMCodec(CodecConfig(**(sizes or {})))
+    try:
+        return cls(**(sizes or {}))
+    except TypeError as exc:
+        raise InputError(f"{arch}: bad sizes {sizes} ({exc})") from None
+
+
+def canonicalize(codec: CodecContract) -> None:
+    """Zero the masked-out context-model weights (CompressAI's forward does it on the fly)."""
+    with torch.no_grad():
+        for module in codec.modules():  # type: ignore[attr-defined]
+            if isinstance(module, MaskedConv2d):
+                module.weight.mul_(module.mask)
