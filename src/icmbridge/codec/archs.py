@@ -32,7 +32,6 @@ no exact halo is worked out for them (nor for a user's subclass).
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import types
 from typing import Any
@@ -64,16 +63,11 @@ from icmbridge.codec.model import (
     pad_to_multiple,
 )
 from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
-from icmbridge.codec.tiling import resolve_tile, tiled_analysis, tiled_synthesis
 from icmbridge.errors import InputError
 
 
 class CompressAIRecipe(CodecContract):
     """The contract for a CompressAI model class; a recipe subclass codes one prior family."""
-
-    #: Halos (in latents) of exact tiled transforms; None codes the whole image at once.
-    analysis_halo: int | None = None
-    synthesis_halo: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,22 +99,6 @@ class CompressAIRecipe(CodecContract):
         return out
 
     # ------------------------------------------------------------------ coding path
-    def _tile(self, tile: int | None, padded_hw: tuple[int, int]) -> int:
-        """Tile side in latents for a setting (see :mod:`.tiling`); 0 without known halos."""
-        if self.analysis_halo is None or self.synthesis_halo is None:
-            return 0
-        return resolve_tile(tile, padded_hw, self.upsampling)
-
-    def _analysis(self, x: Tensor, tile: int | None = None) -> Tensor:
-        """y = g_a(pad(x)) for a float or uint8 image, over tiles where the halo is known."""
-        h, w = x.shape[-2:]
-        d, s = self.downsampling, self.upsampling
-        grid = (-(-h // d) * d // s, -(-w // d) * d // s)
-        tiles = self._tile(tile, (grid[0] * s, grid[1] * s))
-        device = next(self.g_a.parameters()).device  # type: ignore[attr-defined]
-        halo = self.analysis_halo or 0
-        return tiled_analysis(self.g_a, x, grid, int(self.M), s, tiles, halo, device)  # type: ignore
-
     def _hyper(self, y: Tensor) -> tuple[list[bytes], Tensor]:
         """ẑ's string and the float64 output of the hyper-synthesis from it (one image)."""
         z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
@@ -162,33 +140,6 @@ class CompressAIRecipe(CodecContract):
         strings = [[s[k][0] for s in per_image] for k in range(len(per_image[0]))]
         shape = self.latent_shape(*x.shape[-2:])
         return {"strings": strings, "shape": shape}
-
-    @torch.no_grad()
-    def decompress(
-        self,
-        strings: list[list[bytes]],
-        shape: tuple[int, int],
-        out_hw: tuple[int, int] | None = None,
-        tile: int | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> dict[str, Tensor]:
-        """Decode strings of :meth:`compress`; ``out_hw`` crops the padding; ``tile`` as in
-        :meth:`compress`."""
-        self._ensure_ready()
-        device = next(self.g_s.parameters()).device  # type: ignore[attr-defined]
-        images = []
-        for i in range(len(strings[0])):
-            y_hat = self.latent_from_strings([[s[i]] for s in strings], tuple(shape))
-            s = self.upsampling
-            hw = out_hw or (y_hat.shape[-2] * s, y_hat.shape[-1] * s)
-            tiles = self._tile(tile, (y_hat.shape[-2] * s, y_hat.shape[-1] * s))
-            halo = self.synthesis_halo or 0
-            fixed = device.type == "cpu" and self.decode_threads is not None
-            with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
-                images.append(
-                    tiled_synthesis(self.g_s, y_hat.to(device), hw, s, tiles, halo, dtype)  # type: ignore
-                )
-        return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
 
 
 class FactorizedRecipe(CompressAIRecipe):

@@ -136,9 +136,63 @@ class CodecContract:
     #: CPU threads of the synthesis (and, for other architectures, the float64 entropy-parameter
     #: path) when decoding: a fixed number makes decoded pixels identical in every setting.
     decode_threads: int | None = 2
+    #: Halos (in latents) of exact tiled transforms (see :mod:`.tiling`); None codes the whole
+    #: image at once.
+    analysis_halo: int | None = None
+    synthesis_halo: int | None = None
 
     config: CodecConfig
     _frozen_prefixes: tuple[str, ...]
+
+    # ------------------------------------------------------------------ transforms for coding
+    def _tile(self, tile: int | None, padded_hw: tuple[int, int]) -> int:
+        """Tile side in latents for a setting (see :mod:`.tiling`); 0 without known halos."""
+        if self.analysis_halo is None or self.synthesis_halo is None:
+            return 0
+        return resolve_tile(tile, padded_hw, self.upsampling)
+
+    def _analysis(self, x: Tensor, tile: int | None = None) -> Tensor:
+        """y = g_a(pad(x)) for a float or uint8 image, over tiles where the halos are known."""
+        h, w = x.shape[-2:]
+        d, s = self.downsampling, self.upsampling
+        grid = (-(-h // d) * d // s, -(-w // d) * d // s)
+        tiles = self._tile(tile, (grid[0] * s, grid[1] * s))
+        device = next(self.g_a.parameters()).device  # type: ignore[attr-defined]
+        halo = self.analysis_halo or 0
+        return tiled_analysis(self.g_a, x, grid, self.config.M, s, tiles, halo, device)  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def decompress(
+        self,
+        strings: list[list[bytes]],
+        shape: tuple[int, int],
+        out_hw: tuple[int, int] | None = None,
+        tile: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> dict[str, Tensor]:
+        """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding.
+
+        ``tile`` as in :meth:`compress`; ``dtype`` float32 (in [0, 1]) or uint8 (rounded to
+        nearest, written tile by tile).
+        """
+        self._ensure_ready()
+        device = next(self.g_s.parameters()).device  # type: ignore[attr-defined]
+        s = self.upsampling
+        images = []
+        for i in range(len(strings[0])):
+            y_hat = self.latent_from_strings([[part[i]] for part in strings], tuple(shape))
+            hw = out_hw or (y_hat.shape[-2] * s, y_hat.shape[-1] * s)
+            tiles = self._tile(tile, (y_hat.shape[-2] * s, y_hat.shape[-1] * s))
+            halo = self.synthesis_halo or 0
+            # oneDNN's transposed convolutions sum in a thread-count dependent order; one image
+            # (and one tile) at a time on a fixed number of threads gives the same pixels in
+            # every setting.
+            fixed = device.type == "cpu" and self.decode_threads is not None
+            with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():  # type: ignore[arg-type]
+                images.append(
+                    tiled_synthesis(self.g_s, y_hat.to(device), hw, s, tiles, halo, dtype)  # type: ignore[attr-defined]
+                )
+        return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
 
     # ------------------------------------------------------------------ structure
     def synthesis_layers(self) -> list[list[str]]:
@@ -437,15 +491,7 @@ class ICMCodec(CodecContract, CompressionModel):
         """
         check_image_tensor(x, allow_uint8=True)
         self._ensure_ready()
-        h, w = x.shape[-2:]
-        zh, zw = self.latent_shape(h, w)
-        stride = self.upsampling
-        grid = (zh * self.downsampling // stride, zw * self.downsampling // stride)
-        tile_latents = resolve_tile(tile, (grid[0] * stride, grid[1] * stride), stride)
-        device = next(self.g_a.parameters()).device
-        y = tiled_analysis(
-            self.g_a, x, grid, self.config.M, stride, tile_latents, self.analysis_halo, device
-        )
+        y = self._analysis(x, tile)
         z = self.h_a(torch.abs(y))
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
@@ -461,48 +507,6 @@ class ICMCodec(CodecContract, CompressionModel):
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
         indexes = self._coding_indexes(z_hat)
         return decode_latent(self.gaussian_conditional, strings[0], indexes)
-
-    @torch.no_grad()
-    def decompress(
-        self,
-        strings: list[list[bytes]],
-        shape: tuple[int, int],
-        out_hw: tuple[int, int] | None = None,
-        tile: int | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> dict[str, Tensor]:
-        """Decode strings of :meth:`compress`; ``out_hw`` crops away the encoder's padding.
-
-        ``tile`` as in :meth:`compress`; ``dtype`` float32 (in [0, 1]) or uint8 (rounded to
-        nearest, written tile by tile).
-        """
-        self._ensure_ready()
-        y_hat = self.latent_from_strings(strings, shape)
-        stride = self.upsampling
-        if out_hw is None:
-            out_hw = (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride)
-        tile_latents = resolve_tile(
-            tile, (y_hat.shape[-2] * stride, y_hat.shape[-1] * stride), stride
-        )
-        device = next(self.g_s.parameters()).device
-        images = []
-        # oneDNN's transposed convolutions sum in a thread-count dependent order; one image (and
-        # one tile) at a time on a fixed number of threads gives the same pixels in every setting.
-        fixed = device.type == "cpu" and self.decode_threads is not None
-        with fixed_threads(self.decode_threads) if fixed else contextlib.nullcontext():
-            for i in range(len(y_hat)):
-                images.append(
-                    tiled_synthesis(
-                        self.g_s,
-                        y_hat[i : i + 1].to(device),
-                        out_hw,
-                        stride,
-                        tile_latents,
-                        self.synthesis_halo,
-                        dtype,
-                    )
-                )
-        return {"x_hat": images[0] if len(images) == 1 else torch.cat(images)}
 
 
 @contextlib.contextmanager
