@@ -99,6 +99,37 @@ def test_decoder_finetune_keeps_fingerprint(coded, photo) -> None:
     assert not torch.equal(bitstream.decode(human, data), bitstream.decode(codec, data))
 
 
+def test_cached_fingerprint_follows_every_kind_of_change(coded) -> None:
+    """The fingerprint is cached; in-place edits, a reassigned parameter, a replaced part and a
+    rebuilt CDF table must each give a fresh one (and undoing the edit the old one)."""
+    import copy
+
+    base, _ = coded
+    codec = copy.deepcopy(base)
+    seen = {bitstream.fingerprint(codec)}
+
+    def changed() -> bool:
+        fp = bitstream.fingerprint(codec)
+        new = fp not in seen
+        seen.add(fp)
+        return new
+
+    with torch.no_grad():
+        codec.g_a[0].bias.add_(1e-3)  # in place
+    assert changed()
+    codec.h_s[0].weight = torch.nn.Parameter(codec.h_s[0].weight.detach() * 1.01)  # reassigned
+    assert changed()
+    codec.h_a = copy.deepcopy(codec.h_a)  # same values in a new part: same fingerprint
+    assert bitstream.fingerprint(codec) in seen
+    with torch.no_grad():
+        codec.h_a[0].weight.mul_(0.5)  # the new part is the one covered from now on
+    assert changed()
+    codec.entropy_bottleneck._quantized_cdf[0, 1] += 1  # a CDF table
+    assert changed()
+    codec.g_s[0].weight = torch.nn.Parameter(codec.g_s[0].weight.detach() * 2)  # decoder only
+    assert not changed()
+
+
 @settings(
     max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -96,12 +96,12 @@ def fingerprint(codec: CodecContract) -> bytes:
     fingerprint, so they read the base's files.
     """
     codec._ensure_ready()
-    tensors = codec.fingerprint_tensors()
     # Cached until a tensor it covers changes (tracked by storage and version counters).
-    key = tuple((name, t.data_ptr(), t._version, t.numel()) for name, t in tensors)
+    key = codec.fingerprint_key()
     cached = codec.__dict__.get("_fingerprint")
     if cached is not None and cached[0] == key:
         return cached[1]
+    tensors = codec.fingerprint_tensors()
     digest = hashlib.sha256()
     digest.update(codec.fingerprint_preamble())
     for name, tensor in tensors:

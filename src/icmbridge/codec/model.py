@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -235,6 +236,39 @@ class CodecContract:
         order += sorted(g for g in groups if g not in order)
         return [(key, state[key]) for g in order for key in sorted(groups[g])]
 
+    def fingerprint_key(self) -> tuple:
+        """A cheap key that changes whenever a fingerprinted tensor does (by storage or in place).
+
+        Walking the state dict costs more than coding a small image's hyper-latent, so the walk
+        is done once and remembered as (module, slot, name) references; the key re-reads those
+        slots (a reassigned parameter or buffer shows as a new storage) and is rebuilt from a
+        new walk when a top-level part of the codec is replaced.
+        """
+
+        def walk() -> list[tuple[str, dict, str]]:
+            refs = []
+            for key, _ in self.fingerprint_tensors():
+                path, _, local = key.rpartition(".")
+                owner = self.get_submodule(path) if path else self  # type: ignore[attr-defined]
+                slot = owner._parameters if local in owner._parameters else owner._buffers
+                refs.append((key, slot, local))
+            return refs
+
+        return tuple(
+            (key, (t := slot[local]).data_ptr(), t._version, t.numel())
+            for key, slot, local in self._per_structure("fingerprint_refs", walk)
+        )
+
+    def _per_structure(self, name: str, build: Callable[[], Any]) -> Any:
+        """``build()``, remembered until a top-level submodule of the codec is replaced."""
+        top = tuple(self._modules.values())  # type: ignore[attr-defined]
+        cache = self.__dict__.setdefault("_structure_cache", {})
+        hit = cache.get(name)
+        stale = hit is None or len(hit[0]) != len(top)
+        if stale or any(a is not b for a, b in zip(hit[0], top, strict=True)):
+            cache[name] = hit = (top, build())
+        return hit[1]
+
     def sizes(self) -> dict[str, int]:
         """Constructor arguments that rebuild this architecture (N, M), saved in config.json."""
         return self.config.to_dict()
@@ -285,11 +319,12 @@ class CodecContract:
 
     # ------------------------------------------------------------------ coding helpers
     def ready_to_code(self) -> bool:
-        return all(
-            m._quantized_cdf.numel() > 0
-            for m in self.modules()  # type: ignore[attr-defined]
-            if isinstance(m, EntropyModel)
+        """Whether every entropy model has its CDF tables (built by :meth:`update`)."""
+        models = self._per_structure(
+            "entropy_models",
+            lambda: [m for m in self.modules() if isinstance(m, EntropyModel)],  # type: ignore[attr-defined]
         )
+        return all(m._quantized_cdf.numel() > 0 for m in models)
 
     def update(self, scale_table: Tensor | None = None, force: bool = False) -> bool:
         """Build the CDF tables (CompressAI's ``update``) with this codec's scale table."""
@@ -537,8 +572,11 @@ def check_image_tensor(x: Tensor, allow_uint8: bool = False) -> None:
         return
     if not x.is_floating_point():
         raise InputError(f"expected a float image in [0, 1], got dtype {x.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
+    if not x.numel():
+        return
+    lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates, ±inf shows
+    if not (lo >= 0 and hi <= 1):
         raise InputError(
-            f"image values must lie in [0, 1] (got min {x.min().item():.3g}, "
-            f"max {x.max().item():.3g}); divide 8-bit images by 255"
+            f"image values must lie in [0, 1] (got min {lo:.3g}, max {hi:.3g}); "
+            "divide 8-bit images by 255"
         )
