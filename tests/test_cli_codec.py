@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from icmbridge.cli import main
@@ -168,6 +169,47 @@ def test_export_run_to_model_folder(tmp_path, tiny_model_dir, capsys) -> None:
     a, b = load_codec(tiny_model_dir), load_codec(out)
     assert bitstream.fingerprint(a) == bitstream.fingerprint(b)
     assert b.meta["note"] == "for tests"
+
+
+def test_export_half_rounds_transforms_only_and_keeps_a_pair_readable(
+    tmp_path, tiny_model_dir, photo
+) -> None:
+    """--half: float16 transforms, exact entropy models; a base and its finetuned decoder, both
+    exported half, still share a fingerprint and one bitstream; pixels move by rounding only."""
+    import copy
+
+    from icmbridge.codec import bitstream
+    from icmbridge.codec.store import load_codec, save_codec
+
+    full = load_codec(tiny_model_dir)
+    human = copy.deepcopy(full)
+    with torch.no_grad():
+        human.g_s[0].weight.mul_(1.1)
+        human.g_s[6].bias.add_(0.5)
+    save_codec(human, tmp_path / "human-full")
+    assert main(["export", str(tiny_model_dir), "-o", str(tmp_path / "base"), "--half"]) == 0
+    human_args = ["export", str(tmp_path / "human-full"), "-o", str(tmp_path / "human")]
+    assert main([*human_args, "--half"]) == 0
+    size = (tmp_path / "base" / "model.safetensors").stat().st_size
+    transforms = sum(
+        4 * v.numel() for k, v in full.state_dict().items() if k.startswith(("g_", "h_"))
+    )
+    assert size < (tiny_model_dir / "model.safetensors").stat().st_size - 0.45 * transforms
+    base, human_half = load_codec(tmp_path / "base"), load_codec(tmp_path / "human")
+    assert base.meta["stored_as"] == "float16 transforms"
+    for (name, a), b in zip(full.state_dict().items(), base.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype, name
+        if name.startswith(("entropy_bottleneck.", "gaussian_conditional.")):
+            assert torch.equal(a, b), name  # exact: the CDF tables match what they came from
+        elif a.is_floating_point():
+            assert torch.equal(b, a.half().float()), name
+    assert bitstream.fingerprint(base) == bitstream.fingerprint(human_half)
+    data = bitstream.encode(base, photo)
+    assert bitstream.encode(human_half, photo) == data
+    x_full = bitstream.decode(full, bitstream.encode(full, photo))
+    x_half = bitstream.decode(base, data)
+    assert (x_half - x_full).abs().mean() < 2e-3  # rounding, not a different model
+    assert not torch.equal(bitstream.decode(human_half, data), x_half)
 
 
 def test_a_missing_command_module_is_an_error(monkeypatch) -> None:

@@ -115,16 +115,36 @@ def load_codec(
     return codec
 
 
-def codec_state(codec: CodecContract) -> dict[str, torch.Tensor]:
-    """The state dict as safetensors wants it: contiguous CPU tensors, no shared storage."""
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in codec.state_dict().items()}
+def codec_state(codec: CodecContract, half: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors wants it: contiguous CPU tensors, no shared storage.
+
+    ``half`` stores the transforms' float tensors as float16 (loading casts them back to
+    float32); the entropy models (their parameters, scale table and CDF tables) stay exact, so
+    the tables still match what they were built from.
+    """
+    from compressai.entropy_models import EntropyModel
+
+    exact = tuple(
+        name + "."
+        for name, m in codec.named_modules()  # type: ignore[attr-defined]
+        if isinstance(m, EntropyModel)
+    )
+    state = {}
+    for k, v in codec.state_dict().items():  # type: ignore[attr-defined]
+        v = v.detach().to("cpu")
+        if half and v.is_floating_point() and not k.startswith(exact):
+            v = v.to(torch.float16)
+        state[k] = v.contiguous().clone()
+    return state
 
 
-def write_model(folder: Path, codec: CodecContract, meta: dict[str, Any] | None = None) -> None:
+def write_model(
+    folder: Path, codec: CodecContract, meta: dict[str, Any] | None = None, half: bool = False
+) -> None:
     """Write ``model.safetensors`` + ``config.json`` into an existing folder (no atomicity)."""
     if not codec.ready_to_code():
         codec.update(force=True)
-    save_file(codec_state(codec), str(folder / WEIGHTS_FILE))
+    save_file(codec_state(codec, half), str(folder / WEIGHTS_FILE))
     cfg = {
         "format": FORMAT,
         # icm folders stay version 1 (older releases read them); others need this release.
@@ -137,10 +157,16 @@ def write_model(folder: Path, codec: CodecContract, meta: dict[str, Any] | None 
 
 
 def save_codec(
-    codec: CodecContract, folder: str | os.PathLike[str], meta: dict[str, Any] | None = None
+    codec: CodecContract,
+    folder: str | os.PathLike[str],
+    meta: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
-    """Atomically (re)place a model folder: a crash leaves the old one or the new one, whole."""
+    """Atomically (re)place a model folder: a crash leaves the old one or the new one, whole.
+
+    ``half``: see :func:`codec_state` (the saved model is then not this one bit for bit).
+    """
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
-        write_model(tmp, codec, meta)
+        write_model(tmp, codec, meta, half)
     return folder
