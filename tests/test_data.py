@@ -126,3 +126,17 @@ def test_cli_data_list_and_export(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(f"{n}.png" for n in TEST_PHOTOS)
     assert main(["data", "export", "bogus", "-o", str(tmp_path)]) == 2
     assert "error: unknown image set" in capsys.readouterr().err
+
+
+def test_take_keeps_a_fixed_part_of_any_set():
+    """take=START:STOP slices the set's fixed order: disjoint parts for tuning and reporting."""
+    from icmbridge.data import get_set
+    from icmbridge.errors import InputError
+
+    full = [s.name for s in get_set("faces:test")]
+    head = [s.name for s in get_set("faces:test?take=0:5")]
+    rest = [s.name for s in get_set("faces:test?take=5:")]
+    assert head == full[:5] and rest == full[5:] and len(full) == 24
+    assert [s.name for s in get_set("photos:test?take=-1:")] == [get_set("photos:test")[-1].name]
+    with pytest.raises(InputError, match="leaves no image"):
+        get_set("faces:test?take=30:")

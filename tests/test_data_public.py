@@ -99,7 +99,9 @@ def test_parse_spec_folders_for_bare_names():
         ("widerface?min_size=abc", "must be a number"),
         ("widerface?min_size", "KEY=VALUE"),
         ("widerface?colour=red", "unknown option 'colour' for widerface"),
-        ("kodak?n_images=2", "its options: none"),
+        ("kodak?n_images=2", "its options: take"),
+        ("faces?take=3", "START:STOP"),
+        ("faces?take=a:b", "START:STOP of integers"),
     ],
 )
 def test_parse_spec_errors(spec, message):

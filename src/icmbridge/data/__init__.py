@@ -27,7 +27,10 @@ called ``test``). Options after ``?`` (paths cannot contain ``?``):
   ``small=ignore|drop``, ``gt=FILE`` — e.g. ``widerface:/data/wider?min_size=30,invalid=drop``;
 * faces, bsdsfaces: ``n_images=N``, ``seed=S``;
 * coco: ``crowd=ignore|drop`` (default ignore: crowds are ignore regions, as in ``COCOeval``),
-  ``masks=true`` (instance masks for mask AP, e.g. with ``--task maskrcnn``).
+  ``masks=true`` (instance masks for mask AP, e.g. with ``--task maskrcnn``);
+* every set: ``take=START:STOP`` keeps the images START..STOP-1 of the set's fixed order (Python
+  slice rules), e.g. ``coco128?take=0:32`` for a validation part to tune on and
+  ``coco128?take=32:`` for the rest, to report on.
 
 A split inside the spec wins over the ``split`` argument, which is only a default (callers such
 as training pass "train"); sets without splits ignore the argument.
@@ -47,8 +50,8 @@ DATA_ENV = "ICMBRIDGE_DATA"
 #: The ``--set`` help of every command that reads a set.
 SET_HELP = (
     "image set, NAME[:PATH][:SPLIT][?KEY=VALUE,...], e.g. faces:test, kodak, bsds:test, "
-    "yolo:data/coco128, widerface?min_size=30 (bare names are found below $ICMBRIDGE_DATA; "
-    "see `icmbridge data list`)"
+    "yolo:data/coco128, widerface?min_size=30, coco128?take=0:32 (a fixed part of any set; "
+    "bare names are found below $ICMBRIDGE_DATA; see `icmbridge data list`)"
 )
 SPLIT_WORDS = ("train", "val", "test", "trainval", "all")
 
@@ -69,6 +72,20 @@ def _float(key: str, value: str) -> float:
 
 def _text(key: str, value: str) -> str:
     return value
+
+
+def _slice(key: str, value: str) -> slice:
+    start, colon, stop = value.partition(":")
+    if not colon:
+        raise InputError(f"option {key}= must be START:STOP (either may be empty), not {value!r}")
+    try:
+        return slice(int(start) if start.strip() else None, int(stop) if stop.strip() else None)
+    except ValueError:
+        raise InputError(f"option {key}= must be START:STOP of integers, not {value!r}") from None
+
+
+#: Options every set takes (applied to the loaded list, after the set's own options).
+_COMMON_OPTIONS: dict[str, Any] = {"take": _slice}
 
 
 def _bool(key: str, value: str) -> bool:
@@ -210,10 +227,11 @@ def _parse_options(name: str, kind: _Kind, query: str) -> dict[str, Any]:
         key = key.strip()
         if not eq:
             raise InputError(f"bad set option {item!r}: write KEY=VALUE after '?'")
-        if key not in kind.options:
-            known = ", ".join(kind.options) or "none"
+        allowed = {**kind.options, **_COMMON_OPTIONS}
+        if key not in allowed:
+            known = ", ".join(allowed)
             raise InputError(f"unknown option {key!r} for {name}; its options: {known}")
-        options[key] = kind.options[key](key, value.strip())
+        options[key] = allowed[key](key, value.strip())
     return options
 
 
@@ -306,6 +324,15 @@ def get_set(spec: str, split: str | None = None) -> list[Sample]:
     "test"); a split in the spec wins; sets without splits ignore it.
     """
     parsed = parse_spec(spec)
+    samples = _load(parsed, split)
+    if "take" in parsed.options:
+        samples = samples[parsed.options["take"]]
+        if not samples:
+            raise InputError(f"{parsed.text}: take= leaves no image")
+    return samples
+
+
+def _load(parsed: SetSpec, split: str | None) -> list[Sample]:
     kind = _KINDS[parsed.kind]
     if kind.splits:
         split = parsed.split or split or kind.default_split
@@ -314,7 +341,7 @@ def get_set(spec: str, split: str | None = None) -> list[Sample]:
                 f"{parsed.kind} has no split {split!r}; its splits: {', '.join(kind.splits)}"
             )
     path = resolve_path(parsed)
-    opts = parsed.options
+    opts = {k: v for k, v in parsed.options.items() if k not in _COMMON_OPTIONS}
     if parsed.kind == "photos":
         from icmbridge.data.packaged import packaged_photos
 
