@@ -68,7 +68,13 @@ def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
         # matched rate, or JPEG's lowest quality where it cannot go that low (counted)
         assert jpeg["bpp"] <= ours["bpp"] + 1e-9 or jpeg["images_above_rate"] > 0
     assert "jpeg" in res["bd_rate"]
-    assert main(["curves", "--models", "base"]) == 2
+    # one model: the matched-rate comparison, and no BD-rate (a curve needs two points)
+    one = ["curves", "--models", str(tiny_model_dir), "--codecs", "jpeg", "--limit", "1"]
+    assert main([*one, "-o", str(tmp_path / "one"), "--threads", "1"]) == 0
+    res = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert len(res["rate_curves"]["jpeg"]) == 1 and res["bd_rate"]["jpeg"]["psnr"] is None
+    assert "PSNR —" in capsys.readouterr().out
+    assert main(["curves", "--models", ","]) == 2
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ each classical codec then codes every image at that image's rate under our model
 quality whose file is not larger), so both curves have points at matched rates. Quality axes:
 PSNR and the task's AP50 (COCO, over the set; face detection by default, any task with --task).
 BD-rate (PCHIP) of ours against each classical codec: negative means ours needs fewer bits for
-the same quality.
+the same quality. A single model gives the matched-rate comparison without a BD-rate (shown "—").
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
-    if len(models) < 2:
-        raise InputError("--models needs at least two rate points for a curve")
+    if not models:
+        raise InputError("--models needs at least one model (two or more for BD-rates)")
     samples = load_samples(None, args.set, args.limit)
     words = ["icmbridge", "curves", "--models", args.models, "--codecs", args.codecs]
     words += ["--set", args.set, *task_argv(args)]
