@@ -5,15 +5,21 @@
 # (Kodak, BSDS500, coco128, WIDER FACE, YOLOX-Nano): ICMBRIDGE_DATA, default ../shared/data.
 #
 #   scripts/shipped_tables.sh            # all tables into results/tables/
-#   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces
+#   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces gan
+#   BASE=coco-base DECODERS=coco-human,coco-human-li,coco-human-control \
+#     COCO_SET='coco128?take=32:' OUT=results/tables-coco scripts/shipped_tables.sh kodak bsds coco
+#     (the COCO base's settings were chosen on coco128?take=0:32, so it is scored on the rest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
 IC=${IC:-.venv/bin/icmbridge}
 OUT=${OUT:-results/tables}
+BASE=${BASE:-base}
 DECODERS=${DECODERS:-human,human-li,human-control}
+CONTROL=${CONTROL:-${DECODERS##*,}}  # the λ_a = 0 control: the last decoder
+COCO_SET=${COCO_SET:-coco128}
 YOLOX="$ICMBRIDGE_DATA/weights/yolox-nano/yolox_nano.onnx"
-run() { echo "== $*" >&2; /usr/bin/time -f "%e s" "$IC" compare --decoders "$DECODERS" "$@"; }
+run() { echo "== $*" >&2; /usr/bin/time -f "%e s" "$IC" compare --base "$BASE" --decoders "$DECODERS" "$@"; }
 
 sets=("$@")
 pick() { [[ ${#sets[@]} -eq 0 ]] || [[ " ${sets[*]} " == *" $1 "* ]]; }
@@ -25,7 +31,7 @@ if pick bsds; then
   run --set bsds:test --task none --codecs jpeg,avif -o "$OUT/bsds-test"
 fi
 if pick coco; then
-  run --set coco128 --task yolox --task-weights "$YOLOX" --codecs jpeg,avif -o "$OUT/coco128-yolox"
+  run --set "$COCO_SET" --task yolox --task-weights "$YOLOX" --codecs jpeg,avif -o "$OUT/coco128-yolox"
 fi
 if pick wider; then
   run --set widerface --task face --codecs jpeg,avif -o "$OUT/wider-mtcnn"
@@ -37,7 +43,7 @@ if pick bsdsfaces; then
 fi
 if pick gan; then  # what the adversarial term adds: human paired with the λ_a = 0 control
   for s in kodak bsds:test; do
-    DECODERS=human,human-control run --set "$s" --task none --codecs '' \
-      --reference human-control -o "$OUT/gan-vs-control-${s%%:*}"
+    DECODERS="${DECODERS%%,*},$CONTROL" run --set "$s" --task none --codecs '' \
+      --reference "$CONTROL" -o "$OUT/gan-vs-control-${s%%:*}"
   done
 fi

@@ -14,7 +14,7 @@ from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.archs import ARCHITECTURES, codec_class
 from icmbridge.codec.model import CONFIGS, ICMCodec
-from icmbridge.codec.store import load_codec
+from icmbridge.codec.store import available_models, load_codec
 
 #: The class a user of each architecture trains: CompressAI's own (ours for icm).
 PEERS = {
@@ -315,3 +315,26 @@ def test_cli_commands_take_an_imported_model(tmp_path: Path, astronaut, capsys) 
         main(["decompress", str(tmp_path / "a.icmb"), "-o", str(tmp_path / "b.png"), *model]) == 0
     )
     assert (tmp_path / "b.png").is_file()
+
+
+@pytest.mark.skipif(
+    not {"cheng-base", "cheng-human"} <= set(available_models()),
+    reason="shipped cheng2020 pair missing",
+)
+def test_shipped_cheng_pair_shares_one_bitstream(astronaut) -> None:
+    """Shipped second architecture: its human decoder reads the base's bytes, and does better."""
+    from icmbridge.imageio import array_to_tensor
+    from icmbridge.metrics.fidelity import psnr as psnr_db
+
+    base, human = load_codec("cheng-base"), load_codec("cheng-human")
+    assert base.arch == human.arch == "cheng2020-anchor"
+    assert bitstream.fingerprint(base) == bitstream.fingerprint(human)
+    x = array_to_tensor(astronaut[64:320, 128:384])
+    data = bitstream.encode(base, x)
+    assert bitstream.encode(human, x) == data  # same encoder, same entropy models
+    bpp = 8 * len(data) / (256 * 256)
+    to_machine, to_people = bitstream.decode(base, data), bitstream.decode(human, data)
+    assert bpp < 0.6
+    assert psnr_db(x, to_machine) > 20
+    assert not torch.equal(to_machine, to_people)
+    assert psnr_db(x, to_people) > psnr_db(x, to_machine)
