@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -148,6 +149,7 @@ def main() -> None:
         "weights": args.checkpoint or f"random, N={n}, M={m}, latent std 4",
         "reps": args.reps,
         "flush_denormal": True,
+        "command": "python benchmarks/arch_speed.py " + " ".join(sys.argv[1:]),
         "rows": rows,
     }
     out = Path(args.out)
