@@ -32,6 +32,26 @@ def test_points_beaten_by_cheaper_ones_are_dropped() -> None:
     assert bd_rate(r + [0.25], q + [28.0], 0.8 * np.array(r), q) == pytest.approx(-20.0, rel=1e-6)
 
 
+def test_bd_rate_interval_from_replicates() -> None:
+    """Each bootstrap replicate is a whole resampled set: its BD-rate is recomputed on it."""
+    from icmbridge.evaluation.curves import bd_rate_replicates
+    from icmbridge.evaluation.stats import interval
+
+    rng = np.random.default_rng(0)
+    n = 500
+    anchor, exact, noisy = [], [], []
+    for rate, quality in [(0.1, 25.0), (0.2, 28.0), (0.4, 31.0)]:
+        q = quality + rng.normal(0, 0.3, n)  # the set's mean quality varies between replicates
+        bpp = rate * np.exp(rng.normal(0, 0.05, n))
+        anchor.append({"bpp": bpp, "psnr": q})
+        exact.append({"bpp": 0.8 * bpp, "psnr": q})  # same images, 20 % fewer bits in each
+        noisy.append({"bpp": 0.8 * bpp * np.exp(rng.normal(0, 0.1, n)), "psnr": q})
+    assert bd_rate_replicates(anchor, exact, "psnr") == pytest.approx(np.full(n, -20.0))
+    ci = interval(bd_rate_replicates(anchor, noisy, "psnr"), -20.0)
+    assert ci[0] < -20.0 < ci[1] and ci[1] - ci[0] > 5  # independent noise widens it
+    assert bd_rate_replicates(anchor, exact, "task_ap50").size == 0  # no such metric
+
+
 def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
     import json
 
@@ -68,6 +88,12 @@ def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
         # matched rate, or JPEG's lowest quality where it cannot go that low (counted)
         assert jpeg["bpp"] <= ours["bpp"] + 1e-9 or jpeg["images_above_rate"] > 0
     assert "jpeg" in res["bd_rate"]
+    # every BD-rate that exists has its bootstrap interval, around it
+    for key, value in res["bd_rate"]["jpeg"].items():
+        ci = res["bd_rate_ci"]["jpeg"][key]
+        assert (value is None) == (ci is None)
+        if value is not None:
+            assert ci[0] <= value <= ci[1]
     # one model: the matched-rate comparison, and no BD-rate (a curve needs two points)
     one = ["curves", "--models", str(tiny_model_dir), "--codecs", "jpeg", "--limit", "1"]
     assert main([*one, "-o", str(tmp_path / "one"), "--threads", "1"]) == 0

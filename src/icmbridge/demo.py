@@ -225,6 +225,7 @@ def run_demo(
     if curve_results is not None:
         results.rate_curves = curve_results.rate_curves
         results.bd_rate = curve_results.bd_rate
+        results.bd_rate_ci = curve_results.bd_rate_ci
     results.seconds = round(time.perf_counter() - start, 1)
     results.write(out / "results.json")
     data = results.to_dict()

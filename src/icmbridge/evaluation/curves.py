@@ -6,6 +6,11 @@ quality whose file is not larger), so both curves have points at matched rates. 
 PSNR and the task's AP50 (COCO, over the set; face detection by default, any task with --task).
 BD-rate (PCHIP) of ours against each classical codec: negative means ours needs fewer bits for
 the same quality. A single model gives the matched-rate comparison without a BD-rate (shown "—").
+
+Every BD-rate carries a 95 % bootstrap interval: all points of all curves are scored on the same
+fixed resampling plan (:mod:`icmbridge.evaluation.stats`), so each replicate is a whole resampled
+image set, coded by every codec at every rate; the BD-rate recomputed on each replicate's means
+(and set-level AP50s) gives the interval, paired like the curves themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
@@ -54,6 +61,39 @@ def _point(result: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
+def format_bd(value: float | None, ci: list[float] | None) -> str:
+    """``+12.3% [+1.0, +20.0]`` (— when the curves share no quality range)."""
+    if value is None:
+        return "—"
+    return f"{value:+.1f}%" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+
+
+def bd_rate_replicates(
+    anchor: list[dict[str, np.ndarray]], test: list[dict[str, np.ndarray]], key: str
+) -> np.ndarray:
+    """BD-rate of ``test`` against ``anchor`` on every bootstrap replicate (NaN where undefined).
+
+    Each list holds one curve's points (rising rate) as the replicates of their means, all drawn
+    with the same resampling plan, so replicate ``r`` of every point describes the same images.
+    """
+    from icmbridge.evaluation.bdrate import bd_rate
+
+    if not anchor or not test or any(key not in p for p in anchor + test):
+        return np.array([])
+    n = len(anchor[0]["bpp"])
+    out = np.full(n, np.nan)
+    for r in range(n):
+        value = bd_rate(
+            [p["bpp"][r] for p in anchor],
+            [p[key][r] for p in anchor],
+            [p["bpp"][r] for p in test],
+            [p[key][r] for p in test],
+        )
+        if value is not None:
+            out[r] = value
+    return out
+
+
 def run_curves(
     models: list[str],
     codecs: list[str],
@@ -67,16 +107,21 @@ def run_curves(
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.bdrate import bd_rate
     from icmbridge.evaluation.core import Coded, code_with_model, score
+    from icmbridge.evaluation.stats import interval
 
     missing = {c: r for c, r in available_codecs().items() if c in codecs and r}
     codecs = [c for c in codecs if c not in missing]
     gts = [s.target() for s in samples]
     curves: dict[str, list[dict[str, Any]]] = {"ours": []}
     curves.update({c: [] for c in codecs})
+    # bootstrap replicates of each point's means, for the BD-rate intervals
+    replicates: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in curves}
     for m in models:
         print(f"[curves] {m}", file=sys.stderr, flush=True)
         ours = code_with_model(load_codec(m), samples, progress=False)
-        curves["ours"].append({"model": m, **_point(score(ours, task, gts, progress=False))})
+        scored = score(ours, task, gts, progress=False)
+        curves["ours"].append({"model": m, **_point(scored)})
+        replicates["ours"].append(scored.replicates)
         for c in codecs:
             coded, above = [], 0
             for s, o in zip(samples, ours, strict=True):
@@ -84,14 +129,21 @@ def run_curves(
                 coded.append(Coded(s.name, s.image, res.decoded, len(res.data)))
                 above += res.above_target
             # images where even the codec's lowest quality lies above our rate are counted
-            point = _point(score(coded, task, gts, progress=False))
-            curves[c].append({**point, "images_above_rate": above})
+            scored = score(coded, task, gts, progress=False)
+            curves[c].append({**_point(scored), "images_above_rate": above})
+            replicates[c].append(scored.replicates)
 
     def bd(name: str, key: str) -> float | None:
         a, t = curves[name], curves["ours"]
         return bd_rate(
             [p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t], [p[key] for p in t]
         )
+
+    def bd_ci(name: str, key: str) -> list[float] | None:
+        point = bd(name, key)
+        if point is None:
+            return None
+        return interval(bd_rate_replicates(replicates[name], replicates["ours"], key), point)
 
     gt_kind = "annotations" if all(g is not None for g in gts) else "pseudo"
     results = Results(
@@ -104,6 +156,7 @@ def run_curves(
         ground_truth=gt_kind,
         rate_curves=curves,
         bd_rate={c: {"psnr": bd(c, "psnr"), "task_ap50": bd(c, "task_ap50")} for c in codecs},
+        bd_rate_ci={c: {k: bd_ci(c, k) for k in ("psnr", "task_ap50")} for c in codecs},
         unavailable=missing,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -146,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{name:>6}: {row}")
     print("[..]: 95 % bootstrap intervals over images")
+    cis = res.bd_rate_ci or {}
     for c, v in (res.bd_rate or {}).items():
-        fmt = {k: "—" if x is None else f"{x:+.1f}%" for k, x in v.items()}
+        fmt = {k: format_bd(x, cis.get(c, {}).get(k)) for k, x in v.items()}
         print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt['task_ap50']}")
     print(f"written: {Path(args.out) / 'results.json'}")
     return 0

@@ -128,6 +128,8 @@ class Results:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     rate_curves: dict[str, list[dict[str, Any]]] | None = None
     bd_rate: dict[str, dict[str, float | None]] | None = None
+    # 95 % bootstrap interval of each BD-rate, same keys: [lo, hi] or None
+    bd_rate_ci: dict[str, dict[str, list[float] | None]] | None = None
     table1: list[dict[str, Any]] | None = None
     table1_note: str | None = None
     tradeoff: list[dict[str, Any]] | None = None
@@ -184,7 +186,7 @@ class Results:
         for key in ("title", "command", "set"):
             values[key] = str(values.get(key) or "")
         values.setdefault("task", None)
-        for key in ("rate_curves", "bd_rate", "uncompressed", "unavailable"):
+        for key in ("rate_curves", "bd_rate", "bd_rate_ci", "uncompressed", "unavailable"):
             _check(
                 values.get(key) is None or isinstance(values[key], Mapping),
                 where,

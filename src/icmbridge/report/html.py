@@ -369,8 +369,8 @@ def _unit(text: str, unit: str) -> str:
     return text if text == "—" else text + unit
 
 
-def _signed(form: str, value: float) -> str:
-    return form.format(value).replace("-", "−")  # a real minus sign
+def _signed(form: str, *values: float) -> str:
+    return form.format(*values).replace("-", "−")  # a real minus sign
 
 
 def _paired(codec: Codec, key: str, form: str, rel: bool) -> tuple[str, str, bool] | None:
@@ -578,9 +578,11 @@ def differences_section(labels: Sequence[str], codecs: Mapping[str, Codec]) -> d
     }
 
 
-def bd_section(bd: Any, colors: Mapping[str, str]) -> dict[str, Any] | None:
+def bd_section(bd: Any, colors: Mapping[str, str], cis: Any = None) -> dict[str, Any] | None:
+    """BD-rate table rows; each cell with its 95 % interval where the results carry one."""
     if not isinstance(bd, Mapping) or not bd:
         return None
+    cis = cis if isinstance(cis, Mapping) else {}
     rows = [(str(k), colors.get(str(k), ""), v) for k, v in bd.items() if isinstance(v, Mapping)]
     if not rows:
         return None
@@ -588,11 +590,16 @@ def bd_section(bd: Any, colors: Mapping[str, str]) -> dict[str, Any] | None:
     body = []
     for label, color, v in rows:
         cells = []
+        ci_row = cis.get(label) if isinstance(cis.get(label), Mapping) else {}
         for k in keys:
             x = num(v.get(k))
+            ci = ci_row.get(k)
+            pair = ci if isinstance(ci, list) and len(ci) == 2 else [None, None]
+            lo, hi = num(pair[0]), num(pair[1])
+            span = "" if lo is None or hi is None else _signed(" [{:+.1f}, {:+.1f}]", lo, hi)
             cells.append(
                 {
-                    "text": "—" if x is None else _signed("{:+.1f}%", x),
+                    "text": "—" if x is None else _signed("{:+.1f}%", x) + span,
                     "cls": "" if x is None else ("good" if x < 0 else "bad"),
                 }
             )
@@ -797,7 +804,7 @@ def build_report(
             "differences": differences_section(labels, codecs),
             "plots": figures_section(figs, tmp),
             "table1": table1_section(data.get("table1"), data.get("table1_note")),
-            "bdrate": bd_section(data.get("bd_rate"), colors),
+            "bdrate": bd_section(data.get("bd_rate"), colors, data.get("bd_rate_ci")),
             "slider": slider,
             "crops": crops_section(shown, total, crop_size, zoom),
             "notes": notes_section(data, command),
