@@ -145,6 +145,7 @@ def make_results_dir(
                      (0.2, 0.35, 0.5)],
         }  # fmt: skip
         results["bd_rate"] = {"jpeg": {"psnr": -12.3, "task_ap50": -40.1}, "webp": {"psnr": None}}
+        results["bd_rate_ci"] = {"jpeg": {"psnr": [-20.5, -4.0], "task_ap50": None}}
         # intervals as `compare` writes them: human's PSNR gain is sure, its AP50 change is not
         for c in codecs.values():
             c["ci"] = {"psnr": [c["mean"]["psnr"] - 0.8, c["mean"]["psnr"] + 0.7]}

@@ -135,6 +135,10 @@ def test_intervals_and_paired_differences_are_shown(report: Path) -> None:
     assert codecs.count('<small class="ci">') == 5  # one PSNR interval per codec
     table1 = text[text.index('id="table1"') :]
     assert "[−5.4%, +1.1%]" in table1[: table1.index("</section>")]
+    # a BD-rate shows its bootstrap interval where the results carry one
+    bd = text[text.index('id="bdrate"') :]
+    bd = bd[: bd.index("</section>")]
+    assert "−12.3% [−20.5, −4.0]" in bd and "−40.1%<" in bd.replace(" ", "")
 
 
 def test_renders_a_bare_results_json(tmp_path: Path) -> None:
