@@ -61,13 +61,6 @@ def _point(result: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
-def format_bd(value: float | None, ci: list[float] | None) -> str:
-    """``+12.3% [+1.0, +20.0]`` (— when the curves share no quality range)."""
-    if value is None:
-        return "—"
-    return f"{value:+.1f}%" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
-
-
 def bd_rate_replicates(
     anchor: list[dict[str, np.ndarray]], test: list[dict[str, np.ndarray]], key: str
 ) -> np.ndarray:
@@ -139,12 +132,17 @@ def run_curves(
             [p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t], [p[key] for p in t]
         )
 
-    def bd_ci(name: str, key: str) -> list[float] | None:
-        point = bd(name, key)
-        if point is None:
-            return None
-        return interval(bd_rate_replicates(replicates[name], replicates["ours"], key), point)
-
+    keys = ("psnr", "task_ap50")
+    bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
+    bd_cis = {
+        c: {
+            k: None
+            if v is None
+            else interval(bd_rate_replicates(replicates[c], replicates["ours"], k), v)
+            for k, v in bd_rates[c].items()
+        }
+        for c in codecs
+    }
     gt_kind = "annotations" if all(g is not None for g in gts) else "pseudo"
     results = Results(
         kind="curves",
@@ -155,8 +153,8 @@ def run_curves(
         task=task.name,
         ground_truth=gt_kind,
         rate_curves=curves,
-        bd_rate={c: {"psnr": bd(c, "psnr"), "task_ap50": bd(c, "task_ap50")} for c in codecs},
-        bd_rate_ci={c: {k: bd_ci(c, k) for k in ("psnr", "task_ap50")} for c in codecs},
+        bd_rate=bd_rates,
+        bd_rate_ci=bd_cis,
         unavailable=missing,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     print("[..]: 95 % bootstrap intervals over images")
     cis = res.bd_rate_ci or {}
     for c, v in (res.bd_rate or {}).items():
-        fmt = {k: format_bd(x, cis.get(c, {}).get(k)) for k, x in v.items()}
+        fmt = {k: format_ci(x, cis.get(c, {}).get(k), "+.1f", unit="%") for k, x in v.items()}
         print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt['task_ap50']}")
     print(f"written: {Path(args.out) / 'results.json'}")
     return 0

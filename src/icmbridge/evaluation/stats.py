@@ -122,11 +122,11 @@ def paired_difference(
     return out
 
 
-def format_ci(value: float | None, ci: Sequence[float] | None, fmt: str) -> str:
-    """``value [lo, hi]`` for tables and logs (— for a missing value)."""
+def format_ci(value: float | None, ci: Sequence[float] | None, fmt: str, unit: str = "") -> str:
+    """``value [lo, hi]`` for tables and logs, ``unit`` after the value (— for a missing one)."""
     if value is None:
         return "—"
-    text = format(value, fmt)
+    text = format(value, fmt) + unit
     if ci is None:
         return text
     return f"{text} [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"

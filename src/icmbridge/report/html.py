@@ -590,13 +590,11 @@ def bd_section(bd: Any, colors: Mapping[str, str], cis: Any = None) -> dict[str,
     body = []
     for label, color, v in rows:
         cells = []
-        ci_row = cis.get(label) if isinstance(cis.get(label), Mapping) else {}
+        ci_row = parse_intervals(cis.get(label))
         for k in keys:
             x = num(v.get(k))
-            ci = ci_row.get(k)
-            pair = ci if isinstance(ci, list) and len(ci) == 2 else [None, None]
-            lo, hi = num(pair[0]), num(pair[1])
-            span = "" if lo is None or hi is None else _signed(" [{:+.1f}, {:+.1f}]", lo, hi)
+            pair = ci_row.get(k)
+            span = "" if pair is None else _signed(" [{:+.1f}, {:+.1f}]", *pair)
             cells.append(
                 {
                     "text": "—" if x is None else _signed("{:+.1f}%", x) + span,
