@@ -118,3 +118,16 @@ def test_ablation_table_states_the_seed_spread() -> None:
     table = markdown(results)
     assert "over 3 seeds spans 0.050 in AP50 and 0.005 dB in PSNR" in table
     assert "| +25.0% |" in table  # 0.5 against the base's 0.4
+
+
+def test_summary_shows_bd_rate_intervals() -> None:
+    from icmbridge.demo import summary_table
+
+    results = {
+        "codecs": {},
+        "bd_rate": {"jpeg": {"psnr": -12.34, "task_ap50": None}},
+        "bd_rate_ci": {"jpeg": {"psnr": [-20.0, -5.0], "task_ap50": None}},
+    }
+    table = summary_table(results)
+    assert "vs jpeg: PSNR -12.3% [-20.0, -5.0], AP50 —" in table
+    assert "share no quality range" in table

@@ -273,8 +273,10 @@ def summary_table(results: dict[str, Any]) -> str:
         "[..] 95 % bootstrap interval over images; differences to base are paired (same images);"
         " ~ marks one whose interval covers 0"
     )
+    bd_cis = results.get("bd_rate_ci") or {}
     for codec, bd in (results.get("bd_rate") or {}).items():
-        fmt = {k: "—" if v is None else f"{v:+.1f}%" for k, v in bd.items()}
+        cis = bd_cis.get(codec) or {}
+        fmt = {k: format_ci(v, cis.get(k), "+.1f", unit="%") for k, v in bd.items()}
         rows.append(
             f"BD-rate of our rate curve vs {codec}: PSNR {fmt.get('psnr', '—')}, "
             f"AP50 {fmt.get('task_ap50', '—')}"
