@@ -6,6 +6,7 @@
 #
 #   scripts/shipped_tables.sh            # all tables into results/tables/
 #   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces gan
+#   THREADS=1 scripts/shipped_tables.sh kodak bsds &  THREADS=1 scripts/shipped_tables.sh coco &
 #   BASE=coco-base DECODERS=coco-human,coco-human-li,coco-human-control \
 #     COCO_SET='coco128?take=32:' OUT=results/tables-coco scripts/shipped_tables.sh kodak bsds coco
 #     (the COCO base's settings were chosen on coco128?take=0:32, so it is scored on the rest)
@@ -19,7 +20,12 @@ DECODERS=${DECODERS:-human,human-li,human-control}
 CONTROL=${CONTROL:-${DECODERS##*,}}  # the λ_a = 0 control: the last decoder
 COCO_SET=${COCO_SET:-coco128}
 YOLOX="$ICMBRIDGE_DATA/weights/yolox-nano/yolox_nano.onnx"
-run() { echo "== $*" >&2; /usr/bin/time -f "%e s" "$IC" compare --base "$BASE" --decoders "$DECODERS" "$@"; }
+THREADS=${THREADS:-}  # torch threads per compare (empty: torch's default)
+run() {
+  echo "== $*" >&2
+  /usr/bin/time -f "%e s" "$IC" compare --base "$BASE" --decoders "$DECODERS" \
+    ${THREADS:+--threads "$THREADS"} "$@"
+}
 
 sets=("$@")
 pick() { [[ ${#sets[@]} -eq 0 ]] || [[ " ${sets[*]} " == *" $1 "* ]]; }
