@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
     p.add_argument("--set", default="faces:test", help=SET_HELP)
-    add_task_arguments(p, allow_none=False)
+    add_task_arguments(p)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", default="results/curves", help="output folder")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -132,7 +132,7 @@ def run_curves(
             [p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t], [p[key] for p in t]
         )
 
-    keys = ("psnr", "task_ap50")
+    keys = ("psnr",) if task is None else ("psnr", "task_ap50")  # --task none: PSNR only
     bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
     bd_cis = {
         c: {
@@ -150,7 +150,7 @@ def run_curves(
         command=command or "icmbridge curves --models " + ",".join(models),
         set=set_name,
         n_images=len(samples),
-        task=task.name,
+        task=task.name if task is not None else "none",
         ground_truth=gt_kind,
         rate_curves=curves,
         bd_rate=bd_rates,
@@ -200,6 +200,6 @@ def run(args: argparse.Namespace) -> int:
     cis = res.bd_rate_ci or {}
     for c, v in (res.bd_rate or {}).items():
         fmt = {k: format_ci(x, cis.get(c, {}).get(k), "+.1f", unit="%") for k, x in v.items()}
-        print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt['task_ap50']}")
+        print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt.get('task_ap50', '—')}")
     print(f"written: {Path(args.out) / 'results.json'}")
     return 0
