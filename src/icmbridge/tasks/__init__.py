@@ -200,8 +200,15 @@ def add_task_arguments(
 ) -> None:
     """``--task``, ``--task-weights``, ``--task-option``: the same three on every command."""
     none = ", or 'none' to skip task metrics" if allow_none else ""
+
+    def task_name(value: str) -> str:
+        if not allow_none and value == "none":
+            raise argparse.ArgumentTypeError(f"{p.prog} needs a task network; 'none' is refused")
+        return value
+
     p.add_argument(
         "--task",
+        type=task_name,
         default=default,
         help=f"machine task: a name (see icmbridge.tasks), an 'icmbridge.tasks' entry point, "
         f"or module.path:factory{none}",
