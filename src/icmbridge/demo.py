@@ -244,6 +244,7 @@ _FILTERS = ("gaussian", "bilateral")
 def summary_table(results: dict[str, Any]) -> str:
     """The demo's results as a terminal table: means with 95 % intervals over images, and the
     paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0)."""
+    from icmbridge.evaluation.curves import bd_rate_texts
     from icmbridge.evaluation.stats import format_ci, format_diff
 
     ref = results.get("uncompressed") or {}
@@ -273,10 +274,8 @@ def summary_table(results: dict[str, Any]) -> str:
         "[..] 95 % bootstrap interval over images; differences to base are paired (same images);"
         " ~ marks one whose interval covers 0"
     )
-    bd_cis = results.get("bd_rate_ci") or {}
-    for codec, bd in (results.get("bd_rate") or {}).items():
-        cis = bd_cis.get(codec) or {}
-        fmt = {k: format_ci(v, cis.get(k), "+.1f", unit="%") for k, v in bd.items()}
+    bd_texts = bd_rate_texts(results.get("bd_rate"), results.get("bd_rate_ci"))
+    for codec, fmt in bd_texts.items():
         rows.append(
             f"BD-rate of our rate curve vs {codec}: PSNR {fmt.get('psnr', '—')}, "
             f"AP50 {fmt.get('task_ap50', '—')}"
@@ -296,9 +295,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = task_from_args(args)
-    if task is None:
-        raise InputError("the demo scores a task: give one with --task (not 'none')")
+    task = task_from_args(args)  # never None: the parser refuses --task none here
     words = ["icmbridge", "demo"] + (["--quick"] if args.quick else [])
     if (args.base, args.set, args.task) != ("base", "faces:test", "face"):
         words += ["--base", args.base, "--set", args.set, *task_argv(args)]

@@ -87,6 +87,20 @@ def bd_rate_replicates(
     return out
 
 
+def bd_rate_texts(
+    bd_rates: dict[str, dict[str, float | None]] | None,
+    cis: dict[str, dict[str, Any]] | None,
+) -> dict[str, dict[str, str]]:
+    """Each codec's BD-rates as ``+x.x% [lo, hi]`` text (— where none exists), for terminals."""
+    from icmbridge.evaluation.stats import format_ci
+
+    cis = cis or {}
+    return {
+        c: {k: format_ci(x, (cis.get(c) or {}).get(k), "+.1f", unit="%") for k, x in v.items()}
+        for c, v in (bd_rates or {}).items()
+    }
+
+
 def run_curves(
     models: list[str],
     codecs: list[str],
@@ -197,9 +211,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{name:>6}: {row}")
     print("[..]: 95 % bootstrap intervals over images")
-    cis = res.bd_rate_ci or {}
-    for c, v in (res.bd_rate or {}).items():
-        fmt = {k: format_ci(x, cis.get(c, {}).get(k), "+.1f", unit="%") for k, x in v.items()}
+    for c, fmt in bd_rate_texts(res.bd_rate, res.bd_rate_ci).items():
         print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt.get('task_ap50', '—')}")
     print(f"written: {Path(args.out) / 'results.json'}")
     return 0
