@@ -158,7 +158,7 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layers",
         help="first:K (the K synthesis layers nearest the latent, each a "
-        "transposed conv with its IGDN), all, or name patterns",
+        "transposed conv with its IGDN), last:K (nearest the image), all, or name patterns",
     )
     p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
     p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")
@@ -171,9 +171,26 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan-mode", choices=["lsgan", "vanilla", "hinge"], help="adversarial loss")
     p.add_argument(
         "--d-norm",
-        choices=["batch", "instance", "spectral", "none"],
-        help="discriminator normalisation",
+        choices=["batch", "batch-joint", "instance", "spectral", "none"],
+        help="discriminator normalisation (batch-joint: BatchNorm over real and decoded "
+        "patches in one batch, so D judges patches, not batch statistics)",
     )
+    p.add_argument(
+        "--lambda-a-mode",
+        choices=["fixed", "adaptive"],
+        help="adaptive: λ = λ_a·clip(‖∇rec‖/‖∇adv‖) at the last trainable layer (Esser et al. "
+        "2021), so λ_a is the size of the adversarial gradient relative to the MSE's",
+    )
+    p.add_argument("--adaptive-max", type=float, help="clip of the adaptive ratio")
+    p.add_argument(
+        "--d-warmup", type=int, help="D updates alone on the frozen base before the decoder moves"
+    )
+    p.add_argument(
+        "--health-set",
+        help="held-out images (a set spec) whose patch pairs D is scored on in eval mode",
+    )
+    p.add_argument("--health-crops", type=int, help="crops of the health set (0: no health check)")
+    p.add_argument("--health-every", type=int, help="steps between D health checks")
     p.add_argument(
         "--d-cond",
         choices=["none", "latent"],

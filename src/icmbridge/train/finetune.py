@@ -5,6 +5,14 @@
     loss_G = λ_mse · MSE(patches | image) + λ_a · adv_G(D(x̂ patches)) (+ λ_task · task(x̂, x))
     loss_D = adv_D(D(x patches), D(x̂ patches).detach())
 
+The loop, top to bottom: build the parts; optionally warm D up alone on the frozen base
+(``--d-warmup``: the decoder does not move until D can judge patches); then per step one
+:func:`discriminator_step` and one :func:`generator_step`. D's health (held-out per-patch AUC,
+:mod:`icmbridge.gan.health`) is measured at the start, during warm-up, when the decoder starts to
+move and every ``--health-every`` steps; it goes to TensorBoard, the progress bar, ``health.json``
+in the run folder and the model's metadata. ``--lambda-a-mode adaptive`` balances the two
+gradients at the last trainable layer (Esser et al. 2021): λ = λ_a · clip(‖∇L_rec‖ / ‖∇L_adv‖).
+
 Only the selected decoder parameters change. The encoder, hyper-prior and entropy models are
 frozen (and kept in eval mode), so the finetuned "human" decoder reads the base codec's bitstreams
 byte for byte, at the same rate and the same inference cost. The MSE here is on [0, 1] pixels,
@@ -38,10 +46,20 @@ from icmbridge.gan import (
     init_weights_normal,
     latent_patches,
 )
+from icmbridge.gan.health import (
+    HealthSet,
+    build_health_set,
+    health_warning,
+    measure_health,
+)
 from icmbridge.gan.losses import r1_penalty
 from icmbridge.gan.patches import sample_patch_boxes
 from icmbridge.train import runtime as rtm
 from icmbridge.train.base import build_training_data, check_task_loss, compute_task_loss
+
+#: Discriminator normalisations: the PatchDiscriminator's, plus "batch-joint" (BatchNorm with real
+#: and decoded patches in one batch, so batch statistics cannot tell them apart).
+D_NORMS = ("batch", "batch-joint", "instance", "spectral", "none")
 
 # Presets set several options at once; options given explicitly still win.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -67,13 +85,19 @@ class FinetuneConfig:
     task_weights: str | None = None
     task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
     task_loss: str = "distill"  # or "supervised" (with --lambda-task > 0 and annotated data)
+    lambda_a_mode: str = "fixed"  # or "adaptive": λ_a · clip(‖∇rec‖ / ‖∇adv‖) (Esser et al.)
+    adaptive_max: float = 1e4  # clip of the adaptive ratio
     gan_mode: str = "lsgan"
-    d_norm: str = "batch"
+    d_norm: str = "batch"  # batch (real, fake in separate batches), batch-joint, instance, ...
     d_cond: str = "none"  # or "latent": D also sees ŷ under each patch (HiFiC / MS-ILLM)
     d_cond_channels: int = 12
     ndf: int = 64
     d_layers: int = 3
     d_steps: int = 1  # discriminator updates per generator update
+    d_warmup: int = 0  # D updates alone on the frozen base before the decoder moves
+    health_set: str = "photos:test"  # held-out images of D's health check
+    health_crops: int = 32  # crops of --crop² from them (× --patches fixed places each)
+    health_every: int = 50  # steps between health checks (warm-up and training)
     r1: float = 0.0  # weight of the R1 penalty on real patches (0: off)
     lr: float = 1e-4
     lr_d: float = 2e-4
@@ -94,7 +118,7 @@ class FinetuneConfig:
     preset: str | None = None
 
     def validate(self) -> None:
-        for name in ("lambda_a", "lambda_mse", "lambda_task", "lr", "lr_d", "r1"):
+        for name in ("lambda_a", "lambda_mse", "lambda_task", "lr", "lr_d", "r1", "adaptive_max"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise InputError(
@@ -122,6 +146,14 @@ class FinetuneConfig:
             raise InputError(f"--d-cond must be none or latent, got {self.d_cond!r}")
         if self.d_cond_channels < 1:
             raise InputError(f"--d-cond-channels must be ≥ 1, got {self.d_cond_channels}")
+        if self.lambda_a_mode not in ("fixed", "adaptive"):
+            raise InputError(
+                f"--lambda-a-mode must be fixed or adaptive, got {self.lambda_a_mode!r}"
+            )
+        if self.d_norm not in D_NORMS:
+            raise InputError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
+        if self.d_warmup < 0 or self.health_crops < 0 or self.health_every < 1:
+            raise InputError("--d-warmup and --health-crops must be ≥ 0 and --health-every ≥ 1")
         if self.gan_mode not in ("lsgan", "vanilla", "hinge"):
             raise InputError(f"--gan-mode must be lsgan, vanilla or hinge, got {self.gan_mode!r}")
 
@@ -135,7 +167,7 @@ def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) ->
 
 
 def select_layers(codec: CodecContract, spec: str) -> list[str]:
-    """Parameter-name prefixes to train from ``first:K`` or comma-separated name patterns."""
+    """Parameter-name prefixes to train from ``first:K``, ``last:K``, ``all`` or name patterns."""
     layers = codec.synthesis_layers()
     if spec.startswith("first:"):
         try:
@@ -148,6 +180,17 @@ def select_layers(codec: CodecContract, spec: str) -> list[str]:
                 f"choose K in 1..{len(layers)}"
             )
         return [name for layer in layers[:k] for name in layer]
+    if spec.startswith("last:"):
+        try:
+            k = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"--layers {spec!r}: expected last:K with an integer K") from None
+        if not 1 <= k <= len(layers):
+            raise InputError(
+                f"--layers last:{k}: the decoder has {len(layers)} synthesis layers; "
+                f"choose K in 1..{len(layers)}"
+            )
+        return [name for layer in layers[-k:] for name in layer]
     if spec == "all":
         return [name for layer in layers for name in layer]
     names = [n for n, _ in codec.named_parameters()]
@@ -196,6 +239,193 @@ def measure_crop(codec: CodecContract, x: Tensor) -> dict[str, float]:
     return {"psnr": psnr(x, x_hat), "artifact_db": artifact_db(x, x_hat)}
 
 
+# ---------------------------------------------------------------------------- one step's parts
+
+
+@dataclass
+class Batch:
+    """One batch as both players see it: images, decoded images, paired patches, D's extra input."""
+
+    x: Tensor
+    ids: Tensor
+    x_hat: Tensor
+    real: Tensor
+    fake: Tensor
+    cond: tuple[Tensor, ...]
+
+
+def draw_batch(
+    codec: CodecContract,
+    synthesis: torch.nn.Module,
+    data: Any,
+    index: int,
+    box_seed: int,
+    cfg: FinetuneConfig,
+    rt: rtm.Runtime,
+    decode_grad: bool = True,
+) -> Batch:
+    """Batch ``index`` of the data order, decoded by the current decoder, cut into patch pairs."""
+    x, ids = rtm.step_batch(data, index, cfg.batch_size, rt)
+    x = x.to(rt.device)
+    y_hat = codec.quantized_latent(x)
+    with torch.set_grad_enabled(decode_grad):
+        x_hat = synthesis(y_hat)[..., : x.shape[2], : x.shape[3]]
+    h, w = x.shape[2], x.shape[3]
+    boxes = per_sample_boxes(ids, box_seed, h, w, cfg.patch_size, cfg.patches).to(rt.device)
+    # D's extra input, the same for real and fake patches: ŷ under each patch.
+    cond = (
+        (latent_patches(y_hat, codec.upsampling, boxes, cfg.patch_size),)
+        if cfg.d_cond == "latent"
+        else ()
+    )
+    return Batch(
+        x=x,
+        ids=ids,
+        x_hat=x_hat,
+        real=extract_patches(x, boxes, cfg.patch_size),
+        fake=extract_patches(x_hat, boxes, cfg.patch_size),
+        cond=cond,
+    )
+
+
+def judge(
+    disc: torch.nn.Module, real: Tensor, fake: Tensor, cond: tuple[Tensor, ...], joint: bool
+) -> tuple[Tensor, Tensor]:
+    """D's logits for real and fake patches; ``joint`` runs them as one batch, so a BatchNorm D
+    normalises both with the same statistics and has to judge each patch, not each batch."""
+    if not joint:
+        return disc(real, *cond), disc(fake, *cond)
+    logits = disc(torch.cat([real, fake]), *(torch.cat([c, c]) for c in cond))
+    return logits[: real.shape[0]], logits[real.shape[0] :]
+
+
+def discriminator_step(
+    disc: torch.nn.Module,
+    opt_d: torch.optim.Optimizer,
+    gan: GANLoss,
+    batch: Batch,
+    cfg: FinetuneConfig,
+    rt: rtm.Runtime,
+    updates: int,
+) -> dict[str, Tensor]:
+    """``updates`` D updates on the batch (x̂ detached); returns the last update's loss/logits.
+    A non-finite loss skips the rest (every rank alike); the caller's finiteness check sees it."""
+    joint = cfg.d_norm == "batch-joint"
+    for _ in range(updates):
+        real_in = batch.real.detach().requires_grad_(cfg.r1 > 0)
+        real_logits, fake_logits = judge(disc, real_in, batch.fake.detach(), batch.cond, joint)
+        loss_d = gan.discriminator_loss(real_logits, fake_logits)
+        if cfg.r1 > 0:
+            loss_d = loss_d + cfg.r1 * r1_penalty(real_logits, real_in)
+        if not rtm.all_finite(rt, loss_d):
+            break
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    return {"loss_d": loss_d.detach(), "real": real_logits.detach(), "fake": fake_logits.detach()}
+
+
+def adaptive_weight(rec: Tensor, adv: Tensor, layer: Tensor, factor: float, clip: float) -> Tensor:
+    """Esser et al. 2021 ("Taming Transformers"): ``factor · clip(‖∇rec‖ / ‖∇adv‖, 0, clip)``,
+    the gradients taken at ``layer`` (the last trainable weight), so the adversarial gradient
+    arrives there with ``factor`` times the reconstruction gradient's size. Not differentiated."""
+    (g_rec,) = torch.autograd.grad(rec, layer, retain_graph=True, allow_unused=True)
+    (g_adv,) = torch.autograd.grad(adv, layer, retain_graph=True, allow_unused=True)
+    if g_rec is None or g_adv is None:
+        return torch.zeros((), device=rec.device)
+    ratio = g_rec.norm() / (g_adv.norm() + 1e-12)
+    return (factor * ratio.clamp(0, clip)).detach()
+
+
+def generator_step(
+    disc: torch.nn.Module,
+    disc_model: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    gan: GANLoss,
+    batch: Batch,
+    cfg: FinetuneConfig,
+    rt: rtm.Runtime,
+    task: Any,
+    data: Any,
+    last_layer: Tensor,
+    loss_d: Tensor,
+    state: dict[str, Any],
+    step: int,
+) -> dict[str, Tensor]:
+    """One update of the selected decoder layers: λ_mse·MSE + λ·adv (+ λ_task·task)."""
+    for p in disc.parameters():
+        p.requires_grad_(False)
+    if cfg.d_norm == "batch-joint":  # the fakes judged in a batch with the reals, as D trains
+        _, fake_logits = judge(disc_model, batch.real.detach(), batch.fake, batch.cond, True)
+    else:
+        fake_logits = disc_model(batch.fake, *batch.cond)
+    adv = gan.generator_loss(fake_logits)
+    for p in disc.parameters():
+        p.requires_grad_(True)
+    x, x_hat = batch.x, batch.x_hat
+    mse = F.mse_loss(batch.fake, batch.real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
+    task_loss = (
+        compute_task_loss(task, x_hat, x, data, batch.ids, cfg.task_loss)
+        if task is not None
+        else torch.zeros((), device=x.device)
+    )
+    rec = cfg.lambda_mse * mse + cfg.lambda_task * task_loss
+    if cfg.lambda_a_mode == "adaptive" and cfg.lambda_a > 0:
+        lam = adaptive_weight(rec, adv, last_layer, cfg.lambda_a, cfg.adaptive_max)
+    else:
+        lam = torch.full((), cfg.lambda_a, device=x.device)
+    loss_g = rec + lam * adv
+    if not rtm.all_finite(rt, loss_g, loss_d):
+        # every rank skips the step together; the run goes on to its checkpoints
+        rtm.count_bad_step(state, step, cfg.max_bad_steps, "lower --lr/--lr-d or --lambda-a")
+    else:
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        state["bad_steps"] = 0
+    return {
+        "loss_g": loss_g.detach(),
+        "adv": adv.detach(),
+        "mse": mse.detach(),
+        "task": task_loss.detach(),
+        "lambda_adv": lam.detach(),
+    }
+
+
+def build_discriminator(cfg: FinetuneConfig, latent_channels: int) -> torch.nn.Module:
+    norm = "batch" if cfg.d_norm == "batch-joint" else cfg.d_norm
+    d_sizes = {"ndf": cfg.ndf, "n_layers": cfg.d_layers, "norm": norm}
+    return init_weights_normal(
+        LatentConditionedDiscriminator(latent_channels, cfg.d_cond_channels, **d_sizes)
+        if cfg.d_cond == "latent"
+        else PatchDiscriminator(**d_sizes)
+    )
+
+
+def health_images(spec: str) -> list[Tensor]:
+    from icmbridge.data import get_set
+    from icmbridge.imageio import array_to_tensor
+
+    return [array_to_tensor(s.image)[0] for s in get_set(spec)]
+
+
+def health_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the model card needs: AUC at D's start, when the decoder starts to move, at the end."""
+    if not history:
+        return {}
+    moving = [h for h in history if h["phase"] == "train"]
+    return {
+        "auc_init": history[0]["auc"],
+        "auc_decoder_starts": moving[0]["auc"] if moving else None,
+        "auc_last": history[-1]["auc"],
+        "auc_min_training": min(h["auc"] for h in moving) if moving else None,
+        "checks": len(history),
+    }
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
     """Finetune the first decoder layers of ``cfg.base``; returns the final checkpoint folder."""
     cfg.validate()
@@ -210,15 +440,11 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         codec, saved = rtm.start_codec(ckpts, resume, rt, lambda: load_codec(cfg.base))
         base_fp = fingerprint(codec)
         trainable = codec.freeze_for_finetune(select_layers(codec, cfg.layers))
+        last_layer = [p for p in trainable if p.dim() > 1][-1]  # where the adaptive λ looks
         codec.to(rt.device).train()
 
         # --- discriminator, losses, data
-        d_sizes = {"ndf": cfg.ndf, "n_layers": cfg.d_layers, "norm": cfg.d_norm}
-        disc = init_weights_normal(
-            LatentConditionedDiscriminator(codec.config.M, cfg.d_cond_channels, **d_sizes)
-            if cfg.d_cond == "latent"
-            else PatchDiscriminator(**d_sizes)
-        ).to(rt.device)
+        disc = build_discriminator(cfg, codec.config.M).to(rt.device)
         gan = GANLoss(cfg.gan_mode)
         task = None
         if cfg.lambda_task > 0:
@@ -238,6 +464,8 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             opt_g.load_state_dict(saved["optimizer_g"])
             opt_d.load_state_dict(saved["optimizer_d"])
             state = saved["loop"]
+        for key, value in (("warmup_done", 0), ("d_updates", 0), ("health", []), ("warned", 0)):
+            state.setdefault(key, value)
         if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
 
@@ -258,6 +486,44 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                 file=sys.stderr,
             )
 
+        # --- D's health: fixed held-out pairs, scored in eval mode (main rank only)
+        health: HealthSet | None = None
+        if rt.is_main and cfg.health_crops > 0 and cfg.lambda_a > 0:
+            health = build_health_set(
+                codec,
+                health_images(cfg.health_set),
+                cfg.crop,
+                cfg.patch_size,
+                cfg.patches,
+                cfg.health_crops,
+                cfg.seed,
+            )
+
+        def check_health(step: int, phase: str, write: Any = print) -> None:
+            if health is None:
+                return
+            cond_of = (
+                (lambda y, b, p: latent_patches(y, codec.upsampling, b, p))
+                if cfg.d_cond == "latent"
+                else None
+            )
+            h = measure_health(disc, codec.g_s, health, cond_of)
+            entry = {"step": step, "d_updates": state["d_updates"], "phase": phase, **h}
+            state["health"] = [*state["health"], entry]
+            log.scalars(
+                step if phase == "train" else state["d_updates"], h, prefix=f"health_{phase}"
+            )
+            write(
+                f"D health ({phase}, step {step}, {state['d_updates']} D updates): held-out "
+                f"AUC {h['auc']:.3f}, paired {h['paired']:.2f}, real {h['real']:+.3f} / "
+                f"decoded {h['fake']:+.3f}"
+            )
+            warning = health_warning(h["auc"], state["d_updates"])
+            if warning and not state["warned"] and state["d_updates"] >= 100:
+                write(warning)  # once a run: D has had time to learn and still cannot judge
+                state["warned"] = 1
+            write_health(run_dir, state["health"])
+
         def save(step: int) -> None:
             rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
             rtm.save_checkpoint(
@@ -271,6 +537,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     "trainable": select_layers(codec, cfg.layers),
                     "trained_steps": step,
                     "finetune_config": asdict(cfg),
+                    "d_health": health_summary(state["health"]),
                 },
                 lambda: {
                     "discriminator": disc.state_dict(),
@@ -281,81 +548,54 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                 },
             )
 
+        # --- D warm-up: D alone against the frozen base, the decoder does not move. Its batches
+        # are the run's first ones (with their own patch places), so the decoder's data order is
+        # that of a run without warm-up (e.g. the λ_a = 0 control).
+        say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+        if cfg.d_warmup > 0 and state["warmup_done"] == 0 and not state["health"]:
+            check_health(0, "init", say)
+        if state["warmup_done"] < cfg.d_warmup and state["step"] == 0:
+            for w in range(state["warmup_done"], cfg.d_warmup):
+                rtm.set_lr(opt_d, cfg.lr_d * min(1.0, (w + 1) / max(1, cfg.warmup)))
+                batch = draw_batch(
+                    codec, synthesis, data, w, cfg.seed + 1_000_003 + w, cfg, rt, decode_grad=False
+                )
+                discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, updates=1)
+                state["warmup_done"] = w + 1
+                state["d_updates"] += 1
+                if (w + 1) % cfg.health_every == 0 and w + 1 < cfg.d_warmup:
+                    check_health(0, "warmup", say)
+            save(0)
+
         # the global generators as they were when the checkpoint was written (task networks
         # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
         rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
         bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
+        if state["step"] == 0:
+            check_health(0, "train", bar.write)  # D's health when the decoder starts to move
         t0 = time.perf_counter()
+        auc_now = state["health"][-1]["auc"] if state["health"] else float("nan")
         for step in bar:
             # Both learning rates decay (cosine) to 5 % by the last step: the adversarial game
             # settles instead of drifting into new patterns late in the run.
             rtm.set_lr(opt_g, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
             rtm.set_lr(opt_d, rtm.cosine_lr(step, cfg.steps, cfg.lr_d, cfg.warmup))
-            x, ids = rtm.step_batch(data, step, cfg.batch_size, rt)
-            x = x.to(rt.device)
-            y_hat = codec.quantized_latent(x)
-            x_hat = synthesis(y_hat)[..., : x.shape[2], : x.shape[3]]
-            boxes = per_sample_boxes(
-                ids, cfg.seed + step, x.shape[2], x.shape[3], cfg.patch_size, cfg.patches
-            ).to(rt.device)
-            real = extract_patches(x, boxes, cfg.patch_size)
-            fake = extract_patches(x_hat, boxes, cfg.patch_size)
-            # D's extra input, the same for real and fake patches: ŷ under each patch.
-            cond = (
-                (latent_patches(y_hat, codec.upsampling, boxes, cfg.patch_size),)
-                if cfg.d_cond == "latent"
-                else ()
-            )
-
-            # --- discriminator
-            for _ in range(cfg.d_steps):
-                real_in = real.detach().requires_grad_(cfg.r1 > 0)
-                real_logits = disc_model(real_in, *cond)
-                fake_logits = disc_model(fake.detach(), *cond)
-                loss_d = gan.discriminator_loss(real_logits, fake_logits)
-                if cfg.r1 > 0:
-                    loss_d = loss_d + cfg.r1 * r1_penalty(real_logits, real_in)
-                if not rtm.all_finite(rt, loss_d):
-                    break
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-
-            # --- generator (the selected decoder layers)
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            adv = gan.generator_loss(disc_model(fake, *cond))
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            mse = F.mse_loss(fake, real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
-            task_loss = (
-                compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
-                if task is not None
-                else torch.zeros((), device=x.device)
-            )
-            loss_g = cfg.lambda_mse * mse + cfg.lambda_a * adv + cfg.lambda_task * task_loss
-            ok = rtm.all_finite(rt, loss_g, loss_d)
+            batch = draw_batch(codec, synthesis, data, step, cfg.seed + step, cfg, rt)
+            d_out = discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, cfg.d_steps)
+            state["d_updates"] += cfg.d_steps
+            g_out = generator_step(
+                disc, disc_model, opt_g, gan, batch, cfg, rt, task, data, last_layer,
+                d_out["loss_d"], state, step,
+            )  # fmt: skip
             state["step"] = step + 1
-            if not ok:  # every rank skips the step together; the run goes on to its checkpoints
-                rtm.count_bad_step(
-                    state, step, cfg.max_bad_steps, "lower --lr/--lr-d or --lambda-a"
-                )
-            else:
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                state["bad_steps"] = 0
 
             terms = rtm.mean_over_ranks(
                 rt,
                 {
-                    "loss_g": loss_g.item(),
-                    "loss_d": loss_d.item(),
-                    "adv": adv.item(),
-                    "mse": mse.item(),
-                    "task": task_loss.item(),
-                    "d_real": real_logits.mean().item(),
-                    "d_fake": fake_logits.mean().item(),
+                    **{k: v.item() for k, v in g_out.items()},
+                    "loss_d": d_out["loss_d"].item(),
+                    "d_real": d_out["real"].mean().item(),
+                    "d_fake": d_out["fake"].mean().item(),
                 },
             )
             state["collapsed"] = state["collapsed"] + 1 if terms["loss_d"] < 1e-3 else 0
@@ -364,10 +604,14 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
                     f"(step {step + 1}): D has collapsed; lower --lr-d or raise --lambda-a"
                 )
+            if state["step"] % cfg.health_every == 0 or state["step"] == cfg.steps:
+                check_health(state["step"], "train", bar.write)
+                auc_now = state["health"][-1]["auc"] if state["health"] else auc_now
             if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
                 bar.set_postfix(
                     d_real=f"{terms['d_real']:.2f}",
                     d_fake=f"{terms['d_fake']:.2f}",
+                    d_auc=f"{auc_now:.2f}",
                     mse=f"{terms['mse']:.5f}",
                     adv=f"{terms['adv']:.3f}",
                 )
@@ -396,3 +640,13 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         return ckpts.last or run_dir
     finally:
         rtm.teardown_runtime(rt)
+
+
+def write_health(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``RUN/health.json``: every health check and the summary the model card quotes."""
+    import json
+
+    from icmbridge.utils.atomic import atomic_write_bytes
+
+    doc = {"summary": health_summary(history), "checks": history}
+    atomic_write_bytes(Path(run_dir) / "health.json", (json.dumps(doc, indent=1) + "\n").encode())
