@@ -249,3 +249,73 @@ def test_finetune_with_latent_conditioned_discriminator(tmp_path, tiny_model_dir
     base, human = load_codec(tiny_model_dir), load_codec(run)
     assert bitstream.encode(human, photo) == bitstream.encode(base, photo)
     assert main(["finetune", "--out", str(run), "--resume", "--steps", "3"]) == 0
+
+
+def test_last_layers_selection(tiny_codec) -> None:
+    layers = tiny_codec.synthesis_layers()
+    assert select_layers(tiny_codec, "last:1") == layers[-1]
+    assert select_layers(tiny_codec, "last:4") == select_layers(tiny_codec, "first:4")
+    with pytest.raises(InputError, match="1..4"):
+        select_layers(tiny_codec, "last:5")
+
+
+def test_joint_batch_lets_batchnorm_see_what_separate_batches_hide() -> None:
+    """Fake patches that are the real ones at twice the contrast: a BatchNorm D (bias-free
+    first conv, LeakyReLU: both scale-equivariant) fed two separate batches normalises the
+    difference away; fed one joint batch it cannot."""
+    from icmbridge.gan import PatchDiscriminator, init_weights_normal
+    from icmbridge.train.finetune import judge
+
+    torch.manual_seed(0)
+    # weights large enough that BatchNorm's eps does not matter
+    disc = init_weights_normal(PatchDiscriminator(ndf=8, norm="batch"), std=0.5).train()
+    real = torch.rand(4, 3, 32, 32)
+    fake = real * 2
+    r_sep, f_sep = judge(disc, real, fake, (), joint=False)
+    torch.testing.assert_close(r_sep, f_sep, atol=1e-3, rtol=1e-3)  # blind to it
+    r_joint, f_joint = judge(disc, real, fake, (), joint=True)
+    assert (r_joint - f_joint).abs().mean() > 1e-3
+
+
+def test_adaptive_weight_balances_the_gradients() -> None:
+    from icmbridge.train.finetune import adaptive_weight
+
+    w = torch.ones(3, 3, requires_grad=True)
+    rec, adv = 2.0 * (w**2).sum(), 8.0 * (w**2).sum()  # gradients 4w and 16w
+    assert adaptive_weight(rec, adv, w, 1.0, 1e4).item() == pytest.approx(0.25)
+    assert adaptive_weight(rec, adv, w, 0.5, 1e4).item() == pytest.approx(0.125)
+    assert adaptive_weight(rec, adv, w, 1.0, 0.1).item() == pytest.approx(0.1)  # clipped
+    assert not adaptive_weight(rec, adv, w, 1.0, 1e4).requires_grad
+
+
+def test_warmup_trains_d_alone_and_keeps_the_decoder_data(tmp_path, tiny_model_dir) -> None:
+    """D warm-up leaves the decoder where it was and does not shift its data: at λ_a = 0 (where
+    D cannot reach the decoder) a run with warm-up ends on exactly the weights of one without.
+    With λ_a > 0 D's health is checked and written to health.json and the model's metadata."""
+    import json
+
+    args = ["finetune", "--base", str(tiny_model_dir), "--steps", "2", *QUICK]
+    zero = ["--lambda-a", "0", "--checkpoint-every", "2"]
+    assert main([*args, *zero, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, *zero, "--d-warmup", "3", "--out", str(tmp_path / "b")]) == 0
+    wa = load_file(Checkpoints(tmp_path / "a").last / "model.safetensors")
+    wb = load_file(Checkpoints(tmp_path / "b").last / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    run = tmp_path / "c"
+    extra = ["--d-warmup", "2", "--health-every", "1", "--health-crops", "2"]
+    extra += ["--d-norm", "batch-joint", "--lambda-a-mode", "adaptive", "--lambda-a", "0.1"]
+    assert main([*args, *extra, "--checkpoint-every", "1", "--out", str(run)]) == 0
+    doc = json.loads((run / "health.json").read_text())
+    phases = [c["phase"] for c in doc["checks"]]
+    assert phases == ["init", "warmup", "train", "train", "train"]
+    assert [c["d_updates"] for c in doc["checks"]] == [0, 1, 2, 3, 4]
+    assert doc["summary"]["auc_decoder_starts"] == doc["checks"][2]["auc"]
+    meta = json.loads((Checkpoints(run).last / "config.json").read_text())
+    assert "d_health" in json.dumps(meta)
+    # the warm-up's end is a checkpoint of the untouched decoder
+    base = load_file(tiny_model_dir / "model.safetensors")
+    assert not (run / "checkpoints" / "step-0000000").exists() or all(
+        torch.equal(base[k], v)
+        for k, v in load_file(run / "checkpoints" / "step-0000000" / "model.safetensors").items()
+    )

@@ -201,3 +201,47 @@ def test_paired_patches_and_bad_boxes() -> None:
         extract_patches(x, torch.full((3, 1, 2), 40), 32)
     with pytest.raises(InputError, match="shape"):
         extract_patches(x, torch.zeros(2, 1, 2, dtype=torch.long), 32)
+
+
+# ---------------------------------------------------------------------------------- D health
+def test_auc_values() -> None:
+    from icmbridge.gan.health import auc
+
+    assert auc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 1.0
+    assert auc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0])) == 0.0
+    assert auc(torch.ones(5), torch.ones(7)) == 0.5  # ties: chance
+    assert auc(torch.tensor([1.0, 3.0]), torch.tensor([2.0])) == 0.5
+    with pytest.raises(InputError, match="at least one"):
+        auc(torch.ones(0), torch.ones(2))
+
+
+def test_health_warning_only_for_a_sick_discriminator() -> None:
+    from icmbridge.gan.health import health_warning
+
+    assert health_warning(0.85, 300) is None
+    message = health_warning(0.52, 300)
+    assert message is not None and "0.52" in message and "300 D updates" in message
+
+
+def test_health_scores_in_eval_mode_on_fixed_pairs(tiny_codec) -> None:
+    """A BatchNorm D that tells *batches* apart (train mode) is scored per patch in eval mode,
+    with the decoder's current output, and both modules are put back as they were."""
+    from icmbridge.gan.health import build_health_set, crops_from_images, measure_health
+
+    torch.manual_seed(0)
+    images = [torch.rand(3, 80, 100), torch.rand(3, 40, 40)]  # the second is too small: skipped
+    crops = crops_from_images(images, 64, 4, seed=3)
+    assert crops.shape == (4, 3, 64, 64)
+    assert torch.equal(crops, crops_from_images(images, 64, 4, seed=3))
+    with pytest.raises(InputError, match="at least 128"):
+        crops_from_images(images, 128, 2)
+    health = build_health_set(tiny_codec, images, 64, 32, 2, count=4, seed=0)
+    assert health.pairs == 8 and health.y_hat.shape[0] == 4
+    disc = init_weights_normal(PatchDiscriminator(ndf=8, norm="batch")).train()
+    g_s = tiny_codec.g_s.train()
+    h = measure_health(disc, g_s, health)
+    assert set(h) == {"auc", "paired", "real", "fake"} and 0 <= h["auc"] <= 1
+    assert disc.training and g_s.training
+    running = disc.model[3].running_mean.clone()
+    assert torch.equal(running, disc.model[3].running_mean)  # eval mode: no statistics moved
+    assert measure_health(disc, g_s, health) == h  # fixed pairs: the same score twice
