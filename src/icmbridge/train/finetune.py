@@ -370,8 +370,13 @@ def generator_step(
         else torch.zeros((), device=x.device)
     )
     rec = cfg.lambda_mse * mse + cfg.lambda_task * task_loss
+    # balance: the λ that would give the adversarial gradient the reconstruction's size at the
+    # last trainable layer (every step when adaptive, at logging steps otherwise, for the log)
+    balance = torch.full((), float("nan"), device=x.device)
+    if cfg.lambda_a > 0 and (cfg.lambda_a_mode == "adaptive" or step % cfg.log_every == 0):
+        balance = adaptive_weight(rec, adv, last_layer, 1.0, math.inf)
     if cfg.lambda_a_mode == "adaptive" and cfg.lambda_a > 0:
-        lam = adaptive_weight(rec, adv, last_layer, cfg.lambda_a, cfg.adaptive_max)
+        lam = cfg.lambda_a * balance.clamp(0, cfg.adaptive_max)
     else:
         lam = torch.full((), cfg.lambda_a, device=x.device)
     loss_g = rec + lam * adv
@@ -389,6 +394,8 @@ def generator_step(
         "mse": mse.detach(),
         "task": task_loss.detach(),
         "lambda_adv": lam.detach(),
+        # ‖λ·∇adv‖ / ‖∇rec‖ at the last trainable layer: how much the adversarial term pushes
+        "adv_grad_share": (lam / balance).detach(),
     }
 
 
@@ -612,6 +619,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     d_real=f"{terms['d_real']:.2f}",
                     d_fake=f"{terms['d_fake']:.2f}",
                     d_auc=f"{auc_now:.2f}",
+                    adv_share=f"{terms['adv_grad_share']:.3f}",
                     mse=f"{terms['mse']:.5f}",
                     adv=f"{terms['adv']:.3f}",
                 )
