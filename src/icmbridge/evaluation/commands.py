@@ -13,15 +13,17 @@ from icmbridge.errors import InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.metrics.people import add_people_arguments
     from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "evaluate",
-        help="measure a codec: bpp, PSNR, SSIM, MS-SSIM, artifact score, task AP, features",
+        help="measure a codec: bpp, PSNR, SSIM, ColorVideoVDP, SSIMULACRA 2, artifacts, task AP",
         description=(
             "Code every image to a real bitstream with --model, decode it, and measure it.\n"
-            "JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'artifact_db',\n"
-            "'task_ap', 'task_ap50', 'feature_distance', 'encode_s', 'decode_s', ...}], 'mean':\n"
+            "JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'cvvdp_jod',\n"
+            "'ssimulacra2', 'artifact_db', 'task_ap', 'task_ap50', 'feature_distance',\n"
+            "'encode_s', 'decode_s', ...}], 'mean':\n"
             "{...}}; 'mean' holds the COCO AP over the whole set for the task keys. Sets without\n"
             "annotations are scored against the task's predictions on the uncompressed images\n"
             "(flagged in 'ground_truth')."
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=SET_HELP,
     )
     add_task_arguments(p)
+    add_people_arguments(p)
     p.add_argument("--vgg-weights", help="local torchvision vgg16 weights for vgg_distance")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
@@ -70,7 +73,12 @@ def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = N
 
     return (
         f"{label}: {f('bpp', '.4f')} bpp, PSNR {f('psnr', '.2f')} dB, SSIM {f('ssim', '.4f')}, "
-        f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
+        + (
+            f"ColorVideoVDP {f('cvvdp_jod', '.2f')} JOD, SSIMULACRA 2 {f('ssimulacra2', '.1f')}, "
+            if mean.get("cvvdp_jod") is not None
+            else ""
+        )
+        + f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
         f"AP50 {f('task_ap50', '.3f')}, AP {f('task_ap', '.3f')}"
         + (
             f", mask AP50 {f('task_mask_ap50', '.3f')}, mask AP {f('task_mask_ap', '.3f')}"
@@ -85,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.core import code_with_model, score, task_reference
+    from icmbridge.metrics.people import people_argv, people_from_args, people_info
     from icmbridge.utils.atomic import check_output_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.json_out:
         check_output_path(args.json_out)
+    people = people_from_args(args)
     samples = load_samples(args.images, args.set, args.limit)
     codec = load_codec(args.model)
     from icmbridge.tasks import task_from_args
@@ -102,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
         vgg = VGGDistance(args.vgg_weights)
     coded = code_with_model(codec, samples, progress=sys.stderr.isatty())
-    result = score(coded, task, [s.target() for s in samples], vgg, progress=sys.stderr.isatty())
+    gts = [s.target() for s in samples]
+    result = score(coded, task, gts, vgg, progress=sys.stderr.isatty(), people=people)
     set_name = args.images or args.set
     uncompressed = task_reference(task, samples) if task is not None else None
     head = f"{args.model} on {set_name} ({len(samples)} images)"
@@ -126,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
         words = ["icmbridge", "evaluate", "--model", str(args.model)]
         words += ["--images", args.images] if args.images else ["--set", args.set]
-        words += task_argv(args) + (["--limit", str(args.limit)] if args.limit else [])
+        words += task_argv(args) + people_argv(args)
+        words += ["--limit", str(args.limit)] if args.limit else []
         Results(
             kind="evaluate",
             title=f"icmbridge evaluate: {args.model} on {set_name}",
@@ -138,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             task=task.name if task is not None else None,
             ground_truth=result.get("ground_truth"),
             uncompressed=uncompressed,
+            people_metrics=people_info(people),
             threads=torch.get_num_threads(),
             codecs={model_label(args.model): codec_result("ours", f"{args.model}", result)},
             extra={"bootstrap": result["bootstrap"]},

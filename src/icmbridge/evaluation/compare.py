@@ -5,8 +5,10 @@ codec's encoder into a real bitstream; the base (machine) decoder and each finet
 decode *the same bytes*; each classical codec codes every image at that image's base rate (the
 largest quality whose file is not larger). Everything is scored alike, every mean carries its 95 %
 bootstrap interval over images, and every codec's difference to the base decoder a paired
-interval. Writes OUT/results.json (readable by ``icmbridge report``), OUT/table.md, and the
-decoded images under OUT/decoded/ for the report's crops.
+interval. Scores for people (ColorVideoVDP in JOD, SSIMULACRA 2) are computed on the 8-bit
+decoded images by default (--no-people-metrics skips them). Writes OUT/results.json (readable by
+``icmbridge report``), OUT/table.md, and the decoded images under OUT/decoded/ for the report's
+crops.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 
+if TYPE_CHECKING:
+    from icmbridge.evaluation.core import PeopleScorer
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.metrics.people import add_people_arguments
     from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
@@ -45,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", default="faces:test", help=SET_HELP)
     add_task_arguments(p)
+    add_people_arguments(p)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument(
@@ -88,6 +95,7 @@ def compare_decoders(
     reference: str = "base",
     postfilters: Mapping[str, Any] | None = None,
     descriptions: Mapping[str, str] | None = None,
+    people: PeopleScorer | None = None,
 ) -> dict[str, Any]:
     """The paper's comparison on one set of bitstreams, the one function every command uses.
 
@@ -96,7 +104,9 @@ def compare_decoders(
     name, path or codec; a decoder not finetuned from ``base`` is refused by fingerprint before
     any coding); apply each of ``postfilters`` (label → :class:`PostFilter`) to the base
     decoder's output; code every image with each classical codec at that image's base bytes;
-    score them all with one ``task`` and paired differences to ``reference``.
+    score them all with one ``task`` (and ``people``, a
+    :class:`~icmbridge.metrics.people.PeopleMetrics`, when given) and paired differences to
+    ``reference``.
 
     With ``out``: the bitstreams go to ``out/bitstreams/``, the decoded images to
     ``out/decoded/LABEL/`` and the originals to ``out/originals/`` (what the report shows).
@@ -156,7 +166,7 @@ def compare_decoders(
             _say(f"[compare] {name}: {above} image(s) above the base rate at its lowest setting")
     _say(f"[compare] scoring {len(coded)} codecs on {len(samples)} images")
     gts = [s.target() for s in samples]
-    scored = compare(coded, task, gts, reference=reference, progress=progress)
+    scored = compare(coded, task, gts, reference=reference, progress=progress, people=people)
     if out is not None:
         for s, data in zip(samples, streams, strict=True):
             path = _image_path(out / "bitstreams", s.name).with_suffix(".icmb")
@@ -217,13 +227,20 @@ def markdown(results: dict[str, Any]) -> str:
     codecs = results["codecs"]
     ref = results.get("reference", "base")
     has_task = any(c["mean"].get("task_ap50") is not None for c in codecs.values())
-    cols = [("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".3f"), ("artifact_db", "+.2f"),
-            ("lattice", ".2f")]  # fmt: skip
+    has_people = any(c["mean"].get("cvvdp_jod") is not None for c in codecs.values())
+    cols = [("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".3f")]
+    if has_people:
+        cols += [("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f")]
+    cols += [("artifact_db", "+.2f"), ("lattice", ".2f")]
     if has_task:
         cols += [("task_ap50", ".3f"), ("task_ap", ".3f")]
-    names = {"bpp": "bpp", "psnr": "PSNR dB", "ssim": "SSIM", "artifact_db": "artifact dB",
-             "lattice": "lattice", "task_ap50": "AP50", "task_ap": "AP"}  # fmt: skip
-    diffs = [("psnr", "+.2f", False), ("artifact_db", "+.2f", False), ("lattice", "+.2f", False)]
+    names = {"bpp": "bpp", "psnr": "PSNR dB", "ssim": "SSIM", "cvvdp_jod": "JOD",
+             "ssimulacra2": "SSIMULACRA 2", "artifact_db": "artifact dB", "lattice": "lattice",
+             "task_ap50": "AP50", "task_ap": "AP"}  # fmt: skip
+    diffs = [("psnr", "+.2f", False)]
+    if has_people:
+        diffs += [("cvvdp_jod", "+.2f", False), ("ssimulacra2", "+.1f", False)]
+    diffs += [("artifact_db", "+.2f", False), ("lattice", "+.2f", False)]
     if has_task:
         diffs.append(("task_ap50", "+.1f", True))
     head = [names[k] for k, _ in cols] + [
@@ -255,7 +272,13 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"[lo, hi]: 95 % bootstrap interval over images (AP: the set resampled); Δ vs {ref}: "
         "paired over the same image draws, ~ marks a difference whose interval covers 0. "
-        "lattice: RMS over the 16×16 grid phases of the mean luma residual, grey levels.",
+        "lattice: RMS over the 16×16 grid phases of the mean luma residual, grey levels."
+        + (
+            f" JOD: ColorVideoVDP (display `{people['display']}`; 10 = no visible difference); "
+            "SSIMULACRA 2: 90 visually lossless, 50 medium, below 0 heavy compression."
+            if has_people and (people := results.get("people_metrics"))
+            else ""
+        ),
         "",
         f"Command: `{results['command']}`",
     ]
@@ -267,11 +290,13 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.evaluation.commands import load_samples
     from icmbridge.evaluation.core import task_reference
+    from icmbridge.metrics.people import people_argv, people_from_args, people_info
     from icmbridge.utils.atomic import atomic_write_bytes
 
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    people = people_from_args(args)  # a bad --display is refused before any coding
     samples = load_samples(None, args.set, args.limit)
     from icmbridge.tasks import task_argv, task_from_args
 
@@ -288,10 +313,11 @@ def run(args: argparse.Namespace) -> int:
         out if args.images else None,
         progress=sys.stderr.isatty(),
         reference=args.reference,
+        people=people,
     )
     command = (
         f"icmbridge compare --base {args.base} --decoders {args.decoders!r} --codecs "
-        f"{args.codecs!r} --set {args.set} {shlex.join(task_argv(args))}"
+        f"{args.codecs!r} --set {args.set} {shlex.join(task_argv(args) + people_argv(args))}"
         + (f" --limit {args.limit}" if args.limit else "")
         + (f" --reference {args.reference}" if args.reference != "base" else "")
         + f" -o {args.out}"
@@ -313,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
         threads=torch.get_num_threads(),
         codecs={k: CodecResult.from_dict(v) for k, v in res["codecs"].items()},
         unavailable=res["unavailable"],
+        people_metrics=people_info(people),
     )
     results.seconds = round(time.perf_counter() - start, 1)
     results.write(out / "results.json")

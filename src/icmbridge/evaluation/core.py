@@ -5,6 +5,8 @@ the decoded 8-bit RGB pixels, the number of bytes it wrote and its coding times 
 :func:`score` turns those into the numbers the paper reports and the ones it lacks:
 
 ``bpp`` (real bytes, header included), ``psnr``, ``ssim``, ``ms_ssim`` (None below 161 px),
+``cvvdp_jod`` and ``ssimulacra2`` (people's metrics on the 8-bit images, when a
+:class:`~icmbridge.metrics.people.PeopleMetrics` is given; else None),
 ``artifact_db`` (checkerboard score; plus ``residual_grid_db`` and ``phase_variance``),
 ``lattice`` (the block lattice on the 16-px latent grid: RMS over the grid phases of the mean
 luma residual, grey levels, i.e. the square root of ``phase_variance``),
@@ -40,6 +42,10 @@ from icmbridge.evaluation.stats import (
     resample_plan,
 )
 from icmbridge.imageio import array_to_tensor, tensor_to_array
+from icmbridge.metrics.people import PEOPLE_KEYS
+
+#: What scores an 8-bit original and its decoded image for people (``PeopleMetrics``).
+PeopleScorer = Callable[[np.ndarray, np.ndarray], Mapping[str, float | None]]
 
 # Keys every per-image entry has, in the order tables show them.
 METRIC_KEYS = (
@@ -47,6 +53,8 @@ METRIC_KEYS = (
     "psnr",
     "ssim",
     "ms_ssim",
+    "cvvdp_jod",
+    "ssimulacra2",
     "artifact_db",
     "residual_grid_db",
     "phase_variance",
@@ -150,6 +158,8 @@ DIFF_KEYS = (
     "psnr",
     "ssim",
     "ms_ssim",
+    "cvvdp_jod",
+    "ssimulacra2",
     "artifact_db",
     "phase_variance",
     "lattice",
@@ -169,8 +179,12 @@ def score(
     vgg: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     progress: bool = True,
     n_resamples: int = N_RESAMPLES,
+    people: PeopleScorer | None = None,
 ) -> ScoreResult:
     """Metrics per image and over the set: ``{"images": [...], "mean": {...}, "ci": {...}}``.
+
+    ``people`` (a :class:`~icmbridge.metrics.people.PeopleMetrics`) scores the 8-bit original
+    and decoded arrays for people; without it ``cvvdp_jod`` and ``ssimulacra2`` are None.
 
     ``ground_truth`` holds annotations per image (``None`` where there are none). Images
     without annotations are scored against the task's predictions on the uncompressed image
@@ -191,6 +205,9 @@ def score(
         entry["psnr"] = psnr(x, x_hat)
         entry["ssim"] = ssim(x, x_hat) if min(h, w) >= 11 else None
         entry["ms_ssim"] = ms_ssim(x, x_hat) if min(h, w) >= 11 else None
+        entry.update(
+            people(c.original, c.decoded) if people is not None else dict.fromkeys(PEOPLE_KEYS)
+        )
         if min(h, w) >= 32:
             a = artifact_scores(x, x_hat)[0]
             entry.update(
@@ -271,6 +288,7 @@ def compare(
     ground_truth: Sequence[dict | None] | None = None,
     reference: str = "base",
     progress: bool = False,
+    people: PeopleScorer | None = None,
 ) -> dict[str, ScoreResult]:
     """Score several codecs on the same images, each with paired differences to ``reference``.
 
@@ -280,7 +298,8 @@ def compare(
     "ci", "covers_zero"[, "rel", "rel_ci"]}}}``: a paired bootstrap over the same image draws.
     """
     results = {
-        label: score(items, task, ground_truth, progress=progress) for label, items in coded.items()
+        label: score(items, task, ground_truth, progress=progress, people=people)
+        for label, items in coded.items()
     }
     add_differences(results, reference)
     return results

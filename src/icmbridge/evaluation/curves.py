@@ -3,7 +3,9 @@
 Each of our models (rate points of one family, e.g. ``base-low,base,base-high``) codes the set;
 each classical codec then codes every image at that image's rate under our model (the largest
 quality whose file is not larger), so both curves have points at matched rates. Quality axes:
-PSNR and the task's AP50 (COCO, over the set; face detection by default, any task with --task).
+PSNR, the people's metrics ColorVideoVDP (JOD) and SSIMULACRA 2 (on the 8-bit decoded images;
+--no-people-metrics skips them) and the task's AP50 (COCO, over the set; face detection by
+default, any task with --task).
 BD-rate (PCHIP) of ours against each classical codec: negative means ours needs fewer bits for
 the same quality. A single model gives the matched-rate comparison without a BD-rate (shown "—").
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,14 +28,18 @@ from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 from icmbridge.evaluation.results import Results
 
+if TYPE_CHECKING:
+    from icmbridge.evaluation.core import PeopleScorer
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter
+    from icmbridge.metrics.people import add_people_arguments
     from icmbridge.tasks import add_task_arguments
 
     p = sub.add_parser(
         "curves",
-        help="rate curves (PSNR, task AP50 vs bpp) and BD-rates",
+        help="rate curves (PSNR, JOD, SSIMULACRA 2, task AP50 vs bpp) and BD-rates",
         description=__doc__,
         formatter_class=HelpFormatter,
     )
@@ -45,18 +51,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
     p.add_argument("--set", default="faces:test", help=SET_HELP)
     add_task_arguments(p)
+    add_people_arguments(p)
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("-o", "--out", default="results/curves", help="output folder")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.set_defaults(func=run)
 
 
-_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim")
+_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim", "cvvdp_jod", "ssimulacra2")
+#: Quality axes that get a BD-rate, where the points carry them (in the order tables show them).
+BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50")
 
 
 def _point(result: dict[str, Any]) -> dict[str, Any]:
     """One point of a rate curve: the means, and their 95 % intervals over images."""
-    point = {k: result["mean"][k] for k in _CURVE_KEYS}
+    point = {k: result["mean"].get(k) for k in _CURVE_KEYS}
     point["ci"] = {k: result["ci"][k] for k in _CURVE_KEYS if k in result["ci"]}
     return point
 
@@ -101,6 +110,20 @@ def bd_rate_texts(
     }
 
 
+#: How terminals and tables name each quality axis.
+AXIS_NAMES = {
+    "psnr": "PSNR",
+    "cvvdp_jod": "JOD",
+    "ssimulacra2": "SSIMULACRA 2",
+    "task_ap50": "AP50",
+}
+
+
+def bd_rate_line(texts: dict[str, str]) -> str:
+    """One codec's BD-rate texts (from :func:`bd_rate_texts`) as ``PSNR …, JOD …, AP50 …``."""
+    return ", ".join(f"{AXIS_NAMES.get(k, k)} {v}" for k, v in texts.items())
+
+
 def run_curves(
     models: list[str],
     codecs: list[str],
@@ -109,12 +132,17 @@ def run_curves(
     out: Path,
     set_name: str = "",
     command: str | None = None,
+    people: PeopleScorer | None = None,
 ) -> Results:
+    """Code ``samples`` with each of ``models`` and each classical codec at the same rates, score
+    them (with ``people``, a :class:`~icmbridge.metrics.people.PeopleMetrics`, when given) and
+    write ``out/results.json`` with the curves and BD-rates on every quality axis measured."""
     from icmbridge.baselines.classical import available_codecs, code_at_bpp
     from icmbridge.codec.store import load_codec
     from icmbridge.evaluation.bdrate import bd_rate
     from icmbridge.evaluation.core import Coded, code_with_model, score
     from icmbridge.evaluation.stats import interval
+    from icmbridge.metrics.people import PEOPLE_KEYS
 
     missing = {c: r for c, r in available_codecs().items() if c in codecs and r}
     codecs = [c for c in codecs if c not in missing]
@@ -126,7 +154,7 @@ def run_curves(
     for m in models:
         print(f"[curves] {m}", file=sys.stderr, flush=True)
         ours = code_with_model(load_codec(m), samples, progress=False)
-        scored = score(ours, task, gts, progress=False)
+        scored = score(ours, task, gts, progress=False, people=people)
         curves["ours"].append({"model": m, **_point(scored)})
         replicates["ours"].append(scored.replicates)
         for c in codecs:
@@ -136,7 +164,7 @@ def run_curves(
                 coded.append(Coded(s.name, s.image, res.decoded, len(res.data)))
                 above += res.above_target
             # images where even the codec's lowest quality lies above our rate are counted
-            scored = score(coded, task, gts, progress=False)
+            scored = score(coded, task, gts, progress=False, people=people)
             curves[c].append({**_point(scored), "images_above_rate": above})
             replicates[c].append(scored.replicates)
 
@@ -146,7 +174,10 @@ def run_curves(
             [p["bpp"] for p in a], [p[key] for p in a], [p["bpp"] for p in t], [p[key] for p in t]
         )
 
-    keys = ("psnr",) if task is None else ("psnr", "task_ap50")  # --task none: PSNR only
+    # every axis measured (--task none: no AP50; --no-people-metrics: no JOD, SSIMULACRA 2)
+    skip = {"task_ap50"} if task is None else set()
+    skip |= set(PEOPLE_KEYS) if people is None else set()
+    keys = [k for k in BD_KEYS if k not in skip]
     bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
     bd_cis = {
         c: {
@@ -170,6 +201,7 @@ def run_curves(
         bd_rate=bd_rates,
         bd_rate_ci=bd_cis,
         unavailable=missing,
+        people_metrics=None if people is None else dict(people.info()),
     )
     out.mkdir(parents=True, exist_ok=True)
     results.write(out / "results.json")
@@ -183,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.evaluation.commands import load_samples
     from icmbridge.evaluation.stats import format_ci
+    from icmbridge.metrics.people import people_argv, people_from_args
     from icmbridge.tasks import task_argv, task_from_args
 
     if args.threads:
@@ -190,9 +223,10 @@ def run(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
     if not models:
         raise InputError("--models needs at least one model (two or more for BD-rates)")
+    people = people_from_args(args)
     samples = load_samples(None, args.set, args.limit)
     words = ["icmbridge", "curves", "--models", args.models, "--codecs", args.codecs]
-    words += ["--set", args.set, *task_argv(args)]
+    words += ["--set", args.set, *task_argv(args), *people_argv(args)]
     words += (["--limit", str(args.limit)] if args.limit else []) + ["-o", args.out]
     res = run_curves(
         models,
@@ -202,16 +236,21 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out),
         args.set,
         command=shlex.join(words),
+        people=people,
     )
     for name, pts in (res.rate_curves or {}).items():
         row = "  ".join(
-            f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB "
-            f"AP50 {format_ci(p['task_ap50'], p['ci'].get('task_ap50'), '.3f')}"
+            f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB"
+            + "".join(
+                f" {AXIS_NAMES[k]} {format_ci(p.get(k), p['ci'].get(k), f)}"
+                for k, f in (("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f"), ("task_ap50", ".3f"))
+                if p.get(k) is not None
+            )
             for p in pts
         )
         print(f"{name:>6}: {row}")
     print("[..]: 95 % bootstrap intervals over images")
     for c, fmt in bd_rate_texts(res.bd_rate, res.bd_rate_ci).items():
-        print(f"BD-rate ours vs {c}: PSNR {fmt['psnr']}, AP50 {fmt.get('task_ap50', '—')}")
+        print(f"BD-rate ours vs {c}: {bd_rate_line(fmt)}")
     print(f"written: {Path(args.out) / 'results.json'}")
     return 0

@@ -134,6 +134,8 @@ class Results:
     table1_note: str | None = None
     tradeoff: list[dict[str, Any]] | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    # what computed cvvdp_jod / ssimulacra2 (package versions, display model); None: not computed
+    people_metrics: dict[str, Any] | None = None
     seconds: float | None = None
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -186,7 +188,14 @@ class Results:
         for key in ("title", "command", "set"):
             values[key] = str(values.get(key) or "")
         values.setdefault("task", None)
-        for key in ("rate_curves", "bd_rate", "bd_rate_ci", "uncompressed", "unavailable"):
+        for key in (
+            "rate_curves",
+            "bd_rate",
+            "bd_rate_ci",
+            "uncompressed",
+            "unavailable",
+            "people_metrics",
+        ):
             _check(
                 values.get(key) is None or isinstance(values[key], Mapping),
                 where,

@@ -1,4 +1,5 @@
-"""Quality metrics: pixel fidelity (PSNR, SSIM, MS-SSIM) and checkerboard artifact scores."""
+"""Quality metrics: pixel fidelity (PSNR, SSIM, MS-SSIM), people's metrics (ColorVideoVDP,
+SSIMULACRA 2) and checkerboard artifact scores."""
 
 from icmbridge.metrics.artifacts import (
     ArtifactScores,
@@ -21,9 +22,13 @@ from icmbridge.metrics.fidelity import (
     ssim_batch,
     to_image_batch,
 )
+from icmbridge.metrics.people import DEFAULT_DISPLAY, PEOPLE_KEYS, PeopleMetrics
 
 __all__ = [
+    "DEFAULT_DISPLAY",
+    "PEOPLE_KEYS",
     "ArtifactScores",
+    "PeopleMetrics",
     "artifact_db",
     "artifact_db_batch",
     "artifact_scores",

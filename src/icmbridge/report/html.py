@@ -44,6 +44,8 @@ METRICS: dict[str, tuple[str, str, int]] = {
     "psnr": ("PSNR dB", "{:.2f}", 1),
     "ssim": ("SSIM", "{:.3f}", 1),
     "ms_ssim": ("MS-SSIM", "{:.3f}", 1),
+    "cvvdp_jod": ("JOD", "{:.2f}", 1),
+    "ssimulacra2": ("SSIMULACRA 2", "{:+.1f}", 1),
     "artifact_db": ("artifact dB", "{:+.1f}", -1),
     "residual_grid_db": ("residual grid dB", "{:+.1f}", -1),
     "phase_variance": ("phase var.", "{:.3g}", -1),
@@ -393,6 +395,8 @@ def summary_section(
         for key, unit, form in (
             ("psnr", " dB PSNR", "{:+.2f}"),
             ("ssim", " SSIM", "{:+.3f}"),
+            ("cvvdp_jod", " JOD", "{:+.2f}"),
+            ("ssimulacra2", " SSIMULACRA 2", "{:+.1f}"),
             ("artifact_db", " dB artifacts", "{:+.1f}"),
         ):
             hv, bv = h.mean.get(key), b.mean.get(key)
@@ -431,6 +435,13 @@ def summary_section(
             ("bpp", fmt("bpp", m.get("bpp")), "big"),
             ("PSNR", _unit(fmt("psnr", m.get("psnr")), " dB"), ""),
             ("SSIM", fmt("ssim", m.get("ssim")), ""),
+        ]
+        if m.get("cvvdp_jod") is not None or m.get("ssimulacra2") is not None:
+            kvs += [
+                ("ColorVideoVDP", _unit(fmt("cvvdp_jod", m.get("cvvdp_jod")), " JOD"), ""),
+                ("SSIMULACRA 2", fmt("ssimulacra2", m.get("ssimulacra2")), ""),
+            ]
+        kvs += [
             ("artifact", _unit(fmt("artifact_db", m.get("artifact_db")), " dB"), ""),
             ("AP50", fmt("task_ap50", m.get("task_ap50")), ""),
             ("Δ AP50 vs uncompr.", fmt("rel_task_ap50", rel), ""),
@@ -508,7 +519,8 @@ def table1_section(rows: Any, note: Any = None) -> dict[str, Any] | None:
         for r in rows
     ]
     order = ["task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "psnr", "ssim", "ms_ssim",
-             "feature_distance", "vgg_distance", "artifact_db"]  # fmt: skip
+             "cvvdp_jod", "ssimulacra2", "feature_distance", "vgg_distance",
+             "artifact_db"]  # fmt: skip
     skip = {"config", "rel_task_ap50", "part", "same_as", "ci", "vs_base"}
     extra = sorted({k for r in rows for k in r} - set(order) - skip)
     cols = _present(order + extra, rows)
@@ -531,6 +543,8 @@ def table1_section(rows: Any, note: Any = None) -> dict[str, Any] | None:
 _DIFF_COLUMNS = (
     ("psnr", "Δ PSNR dB", "{:+.2f}", False),
     ("ssim", "Δ SSIM", "{:+.3f}", False),
+    ("cvvdp_jod", "Δ JOD", "{:+.2f}", False),
+    ("ssimulacra2", "Δ SSIMULACRA 2", "{:+.1f}", False),
     ("artifact_db", "Δ artifact dB", "{:+.2f}", False),
     ("lattice", "Δ lattice", "{:+.2f}", False),
     ("task_ap50", "Δ AP50 rel.", "{:+.1f}%", True),
@@ -691,12 +705,19 @@ def slider_section(shown: Sequence[Shown]) -> tuple[dict[str, Any] | None, dict[
     return view, data
 
 
+_PEOPLE_INFO = ("cvvdp", "display", "display_description", "ssimulacra2")
+
+
 def notes_section(data: Mapping[str, Any], report_command: str | None) -> dict[str, Any]:
     cmds = [c for c in [data.get("command"), *(data.get("commands") or [])] if c]
     if report_command:
         cmds.append(report_command)
+    people = data.get("people_metrics")
     return {
         "gt": data.get("ground_truth"),
+        "people": {k: str(people.get(k) or "") for k in _PEOPLE_INFO}
+        if isinstance(people, Mapping)
+        else None,
         "commands": [str(c) for c in dict.fromkeys(c for c in cmds if isinstance(c, str))],
     }
 
@@ -842,7 +863,10 @@ def _figures(
     if name:
         text = "Dots: each codec's mean over the set"
         text += "; lines: rate curves." if curves else " (no rate curves in the results)."
-        out.append((f"assets/plots/{name}", "Rate: PSNR and AP50 against bits per pixel", text))
+        people = any(m.get("cvvdp_jod") is not None for m in means.values())
+        axes = "PSNR, AP50, JOD and SSIMULACRA 2" if people else "PSNR and AP50"
+        title = f"Rate: {axes} against bits per pixel"
+        out.append((f"assets/plots/{name}", title, text))
     name = plots.artifact_bars({lb: codecs[lb].mean.get("artifact_db") for lb in labels}, colors,
                                folder)  # fmt: skip
     if name:

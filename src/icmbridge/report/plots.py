@@ -109,6 +109,15 @@ def _ci(point: Mapping[str, Any], key: str) -> tuple[float, float] | None:
     return None if lo is None or hi is None else (min(lo, hi), max(lo, hi))
 
 
+#: The rate plot's quality axes, in panel order (JOD and SSIMULACRA 2 where measured).
+RATE_PANELS = (
+    ("psnr", "PSNR (dB)"),
+    ("task_ap50", "task AP50"),
+    ("cvvdp_jod", "ColorVideoVDP (JOD)"),
+    ("ssimulacra2", "SSIMULACRA 2"),
+)
+
+
 def rate_plot(
     points: Mapping[str, Mapping[str, Any]],
     curves: Mapping[str, Sequence[Mapping[str, Any]]] | None,
@@ -116,13 +125,22 @@ def rate_plot(
     uncompressed_ap50: float | None,
     folder: Path,
 ) -> str | None:
-    """PSNR vs bpp and AP50 vs bpp: rate curves as lines, each codec's mean as a labelled dot."""
-    panels = [("psnr", "PSNR (dB)"), ("task_ap50", "task AP50")]
+    """Quality vs bpp, one panel per axis measured (PSNR, ColorVideoVDP JOD, SSIMULACRA 2, task
+    AP50; PSNR and AP50 always): rate curves as lines, each codec's mean as a labelled dot."""
+
+    def measured(key: str) -> bool:
+        pts = [p for c in (curves or {}).values() if isinstance(c, Sequence) for p in c]
+        values = [*points.values(), *(p for p in pts if isinstance(p, Mapping))]
+        return any(num(v.get(key)) is not None for v in values)
+
+    panels = [(k, t) for k, t in RATE_PANELS if k in ("psnr", "task_ap50") or measured(k)]
     drawn = False
-    fig = Figure(figsize=(9.6, 3.8))
-    axes = fig.subplots(1, 2)
+    rows = 1 if len(panels) <= 2 else 2
+    cols = math.ceil(len(panels) / rows)
+    fig = Figure(figsize=(9.6, 3.8 * rows))
+    axes = list(fig.subplots(rows, cols).flat)
     palette = dict(colors)
-    for ax, (key, ylabel) in zip(axes, panels, strict=True):
+    for ax, (key, ylabel) in zip(axes, panels, strict=False):
         for name, curve in (curves or {}).items():
             if not isinstance(curve, Sequence):
                 continue
@@ -167,8 +185,11 @@ def rate_plot(
             )
         _style(ax, "bits per pixel", ylabel)
         _label_dots(ax, dots)
-    if axes[-1].get_legend_handles_labels()[0]:  # one legend, outside, so it hides no curve
-        axes[-1].legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    legend_ax = axes[cols - 1]  # top right: one legend, outside, so it hides no curve
+    if legend_ax.get_legend_handles_labels()[0]:
+        legend_ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     if not drawn:
         return None
     fig.tight_layout()
