@@ -353,15 +353,19 @@ def generator_step(
     step: int,
 ) -> dict[str, Tensor]:
     """One update of the selected decoder layers: λ_mse·MSE + λ·adv (+ λ_task·task)."""
-    for p in disc.parameters():
-        p.requires_grad_(False)
-    if cfg.d_norm == "batch-joint":  # the fakes judged in a batch with the reals, as D trains
-        _, fake_logits = judge(disc_model, batch.real.detach(), batch.fake, batch.cond, True)
-    else:
-        fake_logits = disc_model(batch.fake, *batch.cond)
-    adv = gan.generator_loss(fake_logits)
-    for p in disc.parameters():
-        p.requires_grad_(True)
+    adv = torch.zeros((), device=batch.x.device)
+    if cfg.lambda_a > 0:  # (at λ_a = 0 its gradient would be exactly 0: D is not even run)
+        for p in disc.parameters():
+            p.requires_grad_(False)
+        if (
+            cfg.d_norm == "batch-joint"
+        ):  # the fakes judged in a batch with the reals, as in D's step
+            _, fake_logits = judge(disc_model, batch.real.detach(), batch.fake, batch.cond, True)
+        else:
+            fake_logits = disc_model(batch.fake, *batch.cond)
+        adv = gan.generator_loss(fake_logits)
+        for p in disc.parameters():
+            p.requires_grad_(True)
     x, x_hat = batch.x, batch.x_hat
     mse = F.mse_loss(batch.fake, batch.real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
     task_loss = (
@@ -581,6 +585,7 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         if state["step"] == 0:
             check_health(0, "train", bar.write)  # D's health when the decoder starts to move
         t0 = time.perf_counter()
+        adversarial = cfg.lambda_a > 0
         auc_now = state["health"][-1]["auc"] if state["health"] else float("nan")
         for step in bar:
             # Both learning rates decay (cosine) to 5 % by the last step: the adversarial game
@@ -588,8 +593,12 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             rtm.set_lr(opt_g, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
             rtm.set_lr(opt_d, rtm.cosine_lr(step, cfg.steps, cfg.lr_d, cfg.warmup))
             batch = draw_batch(codec, synthesis, data, step, cfg.seed + step, cfg, rt)
-            d_out = discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, cfg.d_steps)
-            state["d_updates"] += cfg.d_steps
+            if adversarial:
+                d_out = discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, cfg.d_steps)
+                state["d_updates"] += cfg.d_steps
+            else:  # λ_a = 0 (the control): D cannot reach the decoder, so it is not trained
+                nan = torch.full((1,), float("nan"))
+                d_out = {"loss_d": torch.zeros(()), "real": nan, "fake": nan}
             g_out = generator_step(
                 disc, disc_model, opt_g, gan, batch, cfg, rt, task, data, last_layer,
                 d_out["loss_d"], state, step,
@@ -605,7 +614,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
                     "d_fake": d_out["fake"].mean().item(),
                 },
             )
-            state["collapsed"] = state["collapsed"] + 1 if terms["loss_d"] < 1e-3 else 0
+            state["collapsed"] = (
+                state["collapsed"] + 1 if adversarial and terms["loss_d"] < 1e-3 else 0
+            )
             if state["collapsed"] == cfg.collapse_steps and rt.is_main:
                 bar.write(
                     f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
