@@ -34,6 +34,10 @@ def test_decoders_read_the_same_bytes_and_jpeg_matches_the_rate(compared) -> Non
     same = codecs["same"]["vs"]["diff"]
     assert same["psnr"]["diff"] == 0 and same["psnr"]["covers_zero"] is True
     assert same["task_ap50"]["rel"] == 0
+    # people's metrics by default: same decoder, same JOD and SSIMULACRA 2 on every image
+    assert same["cvvdp_jod"]["diff"] == 0 and same["ssimulacra2"]["covers_zero"] is True
+    assert results["people_metrics"]["display"] == "standard_fhd"
+    assert all(row["cvvdp_jod"] <= 10 for c in codecs.values() for row in c["images"])
     human = codecs["human"]["vs"]["diff"]
     assert human["bpp"]["diff"] == 0 and human["psnr"]["diff"] > 0  # the human decoder's gain
     for c in codecs.values():
@@ -47,8 +51,11 @@ def test_table_and_report(compared, tmp_path) -> None:
     table = (out / "table.md").read_text()
     assert "| human |" in table and "ΔPSNR dB vs base" in table and "Command: `icmbridge" in table
     assert sorted(p.name for p in (out / "decoded").iterdir()) == ["base", "human", "jpeg", "same"]
+    assert "| JOD | SSIMULACRA 2 |" in table and "ΔJOD vs base" in table
     page = build_report(out, tmp_path / "report").read_text(encoding="utf-8")
     assert 'id="differences"' in page and "jpeg" in page
+    assert "Δ JOD" in page and "Δ SSIMULACRA 2" in page and "standard_fhd" in page
+    assert "PSNR, AP50, JOD and SSIMULACRA 2 against bits per pixel" in page
 
 
 def test_a_decoder_of_another_model_is_refused(tiny_model_dir, tmp_path, capsys) -> None:

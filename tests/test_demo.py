@@ -17,8 +17,12 @@ def test_demo_quick(tmp_path, capsys) -> None:
     assert main(["demo", "--quick", "-o", str(out), "--threads", "2"]) == 0
     printed = capsys.readouterr().out
     assert "base" in printed and "jpeg" in printed and "report" in printed
+    assert "for people: ColorVideoVDP" in printed and "ΔJOD" in printed
     results = json.loads((out / "results.json").read_text())
     codecs = results["codecs"]
+    for entry in codecs.values():  # people's metrics on every image of every codec
+        assert all(r["cvvdp_jod"] is not None and r["ssimulacra2"] is not None
+                   for r in entry["images"])  # fmt: skip
     assert {"base", "live-finetune", "jpeg", "base+gaussian", "base+bilateral"} <= set(codecs)
     files = sorted((out / "bitstreams").glob("*.icmb"))
     assert len(files) == 3
@@ -51,7 +55,7 @@ def test_ablate_small(tmp_path, tiny_model_dir, capsys) -> None:
     args += ["--images", "2", "--only", "layers", "--threads", "1"]
     assert main(args) == 0
     table = (out / "table1.md").read_text()
-    assert "Base codec" in table and "K = 4" in table
+    assert "Base codec" in table and "K = 4" in table and "ΔJOD vs base" in table
     results = json.loads((out / "results.json").read_text())
     configs = [r["config"] for r in results["table1"]]
     assert configs == ["Base codec", "K = 1", "K = 2", "K = 3", "K = 4"]
@@ -78,7 +82,11 @@ def test_demo_rate_curves(tmp_path) -> None:
     assert [p["bpp"] for p in ours] == sorted(p["bpp"] for p in ours)
     assert len(results["rate_curves"]["jpeg"]) == len(shipped)
     assert set(results["bd_rate"]) == {"jpeg"}
-    assert "BD-rate of our rate curve vs jpeg" in summary_table(results)
+    assert list(results["bd_rate"]["jpeg"]) == ["psnr", "cvvdp_jod", "ssimulacra2", "task_ap50"]
+    assert set(results["bd_rate_ci"]["jpeg"]) == set(results["bd_rate"]["jpeg"])
+    assert all(p["cvvdp_jod"] is not None for p in ours)
+    summary = summary_table(results)
+    assert "BD-rate of our rate curve vs jpeg: PSNR" in summary and ", JOD " in summary
     saved = json.loads((out / "results.json").read_text())
     assert saved["rate_curves"] == results["rate_curves"]
     assert "BD-rate" in (out / "report" / "index.html").read_text()
