@@ -55,7 +55,7 @@ def test_table_and_report(compared, tmp_path) -> None:
     page = build_report(out, tmp_path / "report").read_text(encoding="utf-8")
     assert 'id="differences"' in page and "jpeg" in page
     assert "Δ JOD" in page and "Δ SSIMULACRA 2" in page and "standard_fhd" in page
-    assert "PSNR, AP50, JOD and SSIMULACRA 2 against bits per pixel" in page
+    assert "Rate: PSNR, AP50, JOD and SSIMULACRA 2 against bits per pixel" in page
 
 
 def test_a_decoder_of_another_model_is_refused(tiny_model_dir, tmp_path, capsys) -> None:

@@ -840,6 +840,10 @@ def build_report(
     return report_dir / "index.html"
 
 
+_RATE_AXES = (("psnr", "PSNR"), ("task_ap50", "AP50"), ("cvvdp_jod", "JOD"),
+              ("ssimulacra2", "SSIMULACRA 2"))  # fmt: skip
+
+
 def _figures(
     data: Mapping[str, Any],
     codecs: Mapping[str, Codec],
@@ -863,8 +867,8 @@ def _figures(
     if name:
         text = "Dots: each codec's mean over the set"
         text += "; lines: rate curves." if curves else " (no rate curves in the results)."
-        people = any(m.get("cvvdp_jod") is not None for m in means.values())
-        axes = "PSNR, AP50, JOD and SSIMULACRA 2" if people else "PSNR and AP50"
+        shown = [t for k, t in _RATE_AXES if any(num(m.get(k)) is not None for m in means.values())]
+        axes = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else "PSNR"
         title = f"Rate: {axes} against bits per pixel"
         out.append((f"assets/plots/{name}", title, text))
     name = plots.artifact_bars({lb: codecs[lb].mean.get("artifact_db") for lb in labels}, colors,

@@ -125,20 +125,21 @@ def rate_plot(
     uncompressed_ap50: float | None,
     folder: Path,
 ) -> str | None:
-    """Quality vs bpp, one panel per axis measured (PSNR, ColorVideoVDP JOD, SSIMULACRA 2, task
-    AP50; PSNR and AP50 always): rate curves as lines, each codec's mean as a labelled dot."""
+    """Quality vs bpp, one panel per axis measured (PSNR always; task AP50, ColorVideoVDP JOD,
+    SSIMULACRA 2 where the results have them): rate curves as lines, each codec's mean as a
+    labelled dot."""
 
     def measured(key: str) -> bool:
         pts = [p for c in (curves or {}).values() if isinstance(c, Sequence) for p in c]
         values = [*points.values(), *(p for p in pts if isinstance(p, Mapping))]
         return any(num(v.get(key)) is not None for v in values)
 
-    panels = [(k, t) for k, t in RATE_PANELS if k in ("psnr", "task_ap50") or measured(k)]
+    panels = [(k, t) for k, t in RATE_PANELS if k == "psnr" or measured(k)]
     drawn = False
-    rows = 1 if len(panels) <= 2 else 2
+    rows = 1 if len(panels) <= 3 else 2
     cols = math.ceil(len(panels) / rows)
-    fig = Figure(figsize=(9.6, 3.8 * rows))
-    axes = list(fig.subplots(rows, cols).flat)
+    fig = Figure(figsize=(4.8 * cols if rows == 1 else 9.6, 3.8 * rows))
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
     palette = dict(colors)
     for ax, (key, ylabel) in zip(axes, panels, strict=False):
         for name, curve in (curves or {}).items():
