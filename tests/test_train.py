@@ -290,3 +290,80 @@ def test_optimizers_follow_compressai_and_old_checkpoints_still_resume(tmp_path)
     assert main(["train", "--out", str(tmp_path / "b"), "--resume", "--stop-at", "4"]) == 0
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_state_loads_as_data_only(tmp_path) -> None:
+    """A training state loads with ``weights_only``: an object that would run code on loading is
+    refused with a clear error; an older state holding NumPy's random state as an array loads."""
+    import numpy as np
+
+    from icmbridge.errors import InputError
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--steps", "2", *QUICK]) == 0
+    path = Checkpoints(run).last / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    assert isinstance(state["rng"][0]["numpy"][1], torch.Tensor)
+
+    legacy = dict(state, rng=[dict(state["rng"][0], numpy=np.random.get_state())])
+    torch.save(legacy, path)
+    assert isinstance(Checkpoints(run).load_state()[1]["rng"][0]["numpy"][1], np.ndarray)
+    assert main(["train", "--out", str(run), "--resume", "--steps", "3"]) == 0
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    path = Checkpoints(run).last / "training_state.pt"
+    torch.save({**torch.load(path, weights_only=True), "x": Payload()}, path)
+    with pytest.raises(InputError, match="cannot read the training state"):
+        Checkpoints(run).load_state()
+    assert not (tmp_path / "ran").exists()
+
+
+def test_snapshot_carries_a_run_to_a_new_machine(tmp_path, capsys) -> None:
+    """--snapshot keeps a weights-only copy of the run; with the run folder gone (a new
+    machine), --resume goes on from it: same settings, step and accumulated CPU time, fresh
+    optimizer moments warmed up again."""
+    import json
+
+    from icmbridge.train.runtime import SNAPSHOT_FILE
+
+    run, snap = tmp_path / "run", tmp_path / "snap"
+    args = ["train", "--out", str(run), "--snapshot", str(snap)]
+    mse_only = ["--task", "none", "--lambda-task", "0", "--lr-schedule", "constant"]
+    assert main([*args, *QUICK, *mse_only, "--steps", "100", "--stop-at", "4"]) == 0
+    loop = json.loads((snap / SNAPSHOT_FILE).read_text())["loop"]
+    assert loop["step"] == 4 and loop["cpu_seconds"] > 0 and "optimizer" not in loop
+    before = load_file(snap / "model.safetensors")
+    assert all(torch.equal(before[k], _weights(run)[k]) for k in before)
+
+    import shutil
+
+    shutil.rmtree(run)
+    assert main([*args, "--resume", "--stop-at", "6"]) == 0
+    assert "from the snapshot" in capsys.readouterr().out
+    config = json.loads((run / "run.json").read_text())
+    assert config["lr_schedule"] == "constant" and config["task"] == "none"
+    after = json.loads((snap / SNAPSHOT_FILE).read_text())["loop"]
+    assert after["step"] == 6 and after["rewarm_from"] == 4
+    assert after["cpu_seconds"] > loop["cpu_seconds"]
+    moved = load_file(snap / "model.safetensors")
+    assert any(not torch.equal(before[k], moved[k]) for k in before if k.startswith("g_s"))
+
+
+def test_task_none_needs_lambda_task_zero(tmp_path, capsys) -> None:
+    args = ["train", "--out", str(tmp_path / "r"), "--steps", "1", *QUICK, "--task", "none"]
+    assert main(args) == 2
+    assert "--lambda-task 0" in capsys.readouterr().err
+    assert main([*args, "--lambda-task", "0"]) == 0
+
+
+def test_learning_rate_schedules() -> None:
+    from icmbridge.train.runtime import schedule_lr
+
+    cos = [schedule_lr(s, 100, 1.0, 10, "cosine") for s in range(100)]
+    flat = [schedule_lr(s, 100, 1.0, 10, "constant") for s in range(100)]
+    assert cos[:10] == flat[:10] and flat[10:] == [1.0] * 90 and cos[-1] < 0.1
+    rewarm = [schedule_lr(s, 100, 1.0, 10, "constant", rewarm_from=50) for s in range(50, 70)]
+    assert rewarm[0] == 0.1 and rewarm[9:] == [1.0] * 11

@@ -60,6 +60,8 @@ class TrainConfig:
     threads: int | None = None
     tensorboard: bool = True
     stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
+    lr_schedule: str = "cosine"  # or "constant" after the warm-up (open-ended runs)
+    snapshot: str | None = None  # weights-only copy of the run, replaced at every checkpoint
 
     def validate(self) -> None:
         for name in ("lambda_task", "lambda_mse", "lr", "aux_lr", "clip"):
@@ -75,6 +77,13 @@ class TrainConfig:
         if self.crop < 64 or self.crop % 16:
             raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
         check_task_loss(self.task_loss)
+        if self.task == "none" and self.lambda_task > 0:
+            raise InputError("--task none trains without a task network: set --lambda-task 0")
+        if self.lr_schedule not in rtm.LR_SCHEDULES:
+            raise InputError(
+                f"--lr-schedule must be one of {', '.join(rtm.LR_SCHEDULES)}, "
+                f"not {self.lr_schedule!r}"
+            )
         if self.target_bpp is not None and not (0 < self.target_bpp < 24):
             raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
 
@@ -194,16 +203,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         # --- model, task, data, optimizers
         torch.manual_seed(cfg.seed)
+        snapshot = Path(cfg.snapshot) if cfg.snapshot else None
         codec, saved = rtm.start_codec(
             ckpts,
             resume,
             rt,
             lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec, cfg.arch),
+            snapshot,
         )
         codec.to(rt.device).train()
-        task = build_task(
-            cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
-        ).to(rt.device)
+        task = (  # λ_task = 0 (rate + MSE only) needs no task network
+            build_task(
+                cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
+            ).to(rt.device)
+            if cfg.lambda_task > 0
+            else None
+        )
         data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         check_task_loss(cfg.task_loss, data, cfg.data)
         # CompressAI's split: the entropy bottlenecks' quantiles get their own optimizer
@@ -215,10 +230,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         main_params = opt.param_groups[0]["params"]
         state: dict[str, Any] = {"step": 0, "log_w_rate": 0.0, "bad_steps": 0, "skipped": 0}
 
-        if saved is not None:
+        if saved is not None and saved.get("from_snapshot"):
+            state = {**state, **saved["loop"], "rewarm_from": saved["loop"]["step"]}
+        elif saved is not None:
             opt.load_state_dict(_in_sorted_order(saved["optimizer"], codec, saved, "net"))
             aux_opt.load_state_dict(_in_sorted_order(saved["aux_optimizer"], codec, saved, "aux"))
             state = saved["loop"]
+        # CPU time and wall-clock spent in the loop, accumulated over every start of the run
+        state.setdefault("cpu_seconds", 0.0)
+        state.setdefault("wall_seconds", 0.0)
         if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
             return ckpts.last or run_dir
 
@@ -233,12 +253,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
         def save(step: int) -> None:
             rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
+            meta = {"trained_steps": step, "train_config": asdict(cfg)}
             rtm.save_checkpoint(
                 rt,
                 ckpts,
                 step,
                 codec,
-                lambda: {"trained_steps": step, "train_config": asdict(cfg)},
+                lambda: meta,
                 lambda: {
                     "optimizer": opt.state_dict(),
                     "aux_optimizer": aux_opt.state_dict(),
@@ -247,6 +268,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "param_order": "sorted",  # net_aux_optimizer's order of parameters
                 },
             )
+            if snapshot is not None and rt.is_main:
+                rtm.write_snapshot(snapshot, codec, meta, state)
 
         # the global generators as they were when the checkpoint was written (task networks
         # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
@@ -254,8 +277,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         # --- the loop
         bar = rtm.progress(rt, cfg.steps, state["step"], "train")
         t0 = time.perf_counter()
+        clock = (time.perf_counter(), time.process_time())
         for step in bar:
-            rtm.set_lr(opt, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
+            lr = rtm.schedule_lr(
+                step, cfg.steps, cfg.lr, cfg.warmup, cfg.lr_schedule, state.get("rewarm_from")
+            )
+            rtm.set_lr(opt, lr)
             x, ids = rtm.step_batch(data, step, cfg.batch_size, rt)
             x = x.to(rt.device)
             out = model(x, sample_seeds=ids + cfg.seed * 10**9)
@@ -264,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             mse = F.mse_loss(x_hat, x)
             task_loss = (
                 compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
-                if cfg.lambda_task > 0
+                if task is not None
                 else torch.zeros((), device=rt.device)
             )
             w_rate = math.exp(state["log_w_rate"])
@@ -319,6 +346,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                         "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
                     },
                 )
+            now = (time.perf_counter(), time.process_time())
+            state["wall_seconds"] += now[0] - clock[0]
+            state["cpu_seconds"] += now[1] - clock[1]
+            clock = now
             due = rtm.checkpoint_due(state["step"], cfg.checkpoint_every, cfg.steps)
             if due:
                 if rt.is_main and val:
@@ -335,6 +366,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 if not due:
                     save(state["step"])
                 break
+            clock = (time.perf_counter(), time.process_time())  # monitoring is not training
         log.close()
         return ckpts.last or run_dir
     finally:

@@ -9,8 +9,8 @@ from dataclasses import asdict, fields
 from icmbridge.errors import InputError
 
 
-def add_runtime_options(p: argparse.ArgumentParser) -> None:
-    """Options every training command shares."""
+def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False) -> None:
+    """Options every training command shares (``task_optional``: ``--task none`` accepted)."""
     p.add_argument("--steps", type=int, help="total optimisation steps of the run")
     p.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
     p.add_argument("--crop", type=int, help="training crop size in pixels (multiple of 16)")
@@ -33,7 +33,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     )
     from icmbridge.tasks import add_task_arguments
 
-    add_task_arguments(p, default=None, allow_none=False)
+    add_task_arguments(p, default=None, allow_none=task_optional)
     p.add_argument(
         "--task-loss",
         choices=["distill", "supervised"],
@@ -50,7 +50,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --out from its last checkpoint (its saved settings "
-        "are used; only --steps and --stop-at may change)",
+        "are used; only --steps, --stop-at, --device and --threads may change)",
     )
 
 
@@ -100,10 +100,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="how fast the rate weight follows --target-bpp (log scale, per step)",
     )
-    add_runtime_options(p)
+    p.add_argument(
+        "--lr-schedule",
+        choices=["cosine", "constant"],
+        help="cosine: warm-up then decay over --steps; constant: warm-up then flat (an "
+        "open-ended run that accumulates over sessions, measured at its checkpoints)",
+    )
+    p.add_argument(
+        "--snapshot",
+        help="also keep a weights-only copy of the run in this folder (model, settings, step; "
+        "no optimizer state), replaced at every checkpoint: small enough to commit, so that "
+        "--resume on a machine without OUT's checkpoints goes on from it",
+    )
+    add_runtime_options(p, task_optional=True)
     document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
     p.set_defaults(func=run_train)
     register_finetune(sub)
+
+
+# What a resumed run may change: the schedule's end, and where and on how many threads it runs
+# (each start's device and threads are recorded in run.json: float sums may round differently).
+RESUME_MAY_CHANGE = ("out", "steps", "stop_at", "device", "threads")
 
 
 def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
@@ -119,12 +136,13 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
         changed = {
             k
             for k, v in given.items()
-            if k not in ("steps", "out", "stop_at") and v != saved.get(k)
+            if k not in RESUME_MAY_CHANGE and v != saved.get(k)
         }
         if changed:
             raise InputError(
                 f"--resume continues a run with its saved settings; drop {sorted(changed)} "
-                "(only --steps and --stop-at may change)"
+                f"(only {', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE[1:])} "
+                "may change)"
             )
     values.update(given)
     return cls(**values)
@@ -228,8 +246,27 @@ def run_train(args: argparse.Namespace) -> int:
     from icmbridge.train.base import TrainConfig, train
     from icmbridge.train.runtime import read_run_config
 
-    saved = read_run_config(args.out) if args.resume else None
+    saved = None
+    if args.resume:
+        saved = snapshot_run_config(args.out, args.snapshot) or read_run_config(args.out)
     cfg = config_from_args(TrainConfig, args, saved)
     last = train(cfg, resume=args.resume)
     print(f"done: {last}", file=sys.stderr)
     return 0
+
+
+def snapshot_run_config(out: str, snapshot: str | None) -> dict | None:
+    """The settings of a run to resume from its ``--snapshot`` (a new machine: OUT is missing
+    or has no checkpoint), or None when OUT's own run.json applies."""
+    from pathlib import Path
+
+    from icmbridge.train.runtime import Checkpoints, read_snapshot
+
+    if snapshot is None or Checkpoints(Path(out)).last is not None:
+        return None
+    if read_snapshot(Path(snapshot)) is None:
+        return None
+    import json
+
+    meta = json.loads((Path(snapshot) / "config.json").read_text()).get("meta", {})
+    return {**meta.get("train_config", {}), "out": out}

@@ -131,6 +131,18 @@ def step_batch(
 STATE_FILE = "training_state.pt"
 
 
+def _legacy_numpy_globals() -> list[Any]:
+    """What a NumPy array needs to unpickle: checkpoints written before the random states were
+    stored as tensors hold NumPy's state as an array. Plain data, no code to run."""
+    import numpy as np
+    from numpy.core import multiarray
+
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+_LEGACY_NUMPY = _legacy_numpy_globals()
+
+
 class Checkpoints:
     """``RUN/checkpoints/step-NNNNNNN/`` folders, ``RUN/checkpoints/last`` → the newest whole one.
 
@@ -183,20 +195,78 @@ class Checkpoints:
             shutil.rmtree(junk, ignore_errors=True)
 
     def load_state(self) -> tuple[Path, dict[str, Any]]:
+        """The newest checkpoint's folder and training state, read without running code from the
+        file (``weights_only=True``: tensors, numbers, strings and containers only)."""
         last = self.last
         if last is None:
             raise InputError(f"no checkpoint to resume from in {self.root}")
-        return last, torch.load(last / STATE_FILE, map_location="cpu", weights_only=False)
+        try:
+            with torch.serialization.safe_globals(_LEGACY_NUMPY):
+                state = torch.load(last / STATE_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle/unpickler errors come in many types
+            raise InputError(
+                f"cannot read the training state {last / STATE_FILE}: {exc}; only tensors, "
+                "numbers, strings and containers are loaded from it"
+            ) from None
+        return last, state
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+SNAPSHOT_FILE = "snapshot.json"
+
+
+def write_snapshot(
+    folder: Path, codec: CodecContract, meta: dict[str, Any], loop: dict[str, Any]
+) -> None:
+    """Replace ``folder`` atomically with a weights-only copy of the run: the model, its run
+    settings and the loop state (step, rate weight, CPU time), but no optimizer moments.
+
+    Why: a checkpoint with Adam's moments is three times the model and changes every time; a
+    snapshot is small enough to travel with the repository, so that a long run accumulates
+    across machines (see :func:`start_codec`).
+    """
+    payload = {"loop": {k: v for k, v in loop.items() if isinstance(v, int | float | str)}}
+    try:
+        with atomic_directory(Path(folder)) as tmp:
+            write_model(tmp, codec, meta)
+            (tmp / SNAPSHOT_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    except OSError as exc:
+        raise IcmError(f"cannot write the snapshot {folder}: {exc.strerror or exc}") from None
+
+
+def read_snapshot(folder: Path | None) -> dict[str, Any] | None:
+    """The loop state of a snapshot folder, or None when there is none."""
+    if folder is None or not (Path(folder) / SNAPSHOT_FILE).is_file():
+        return None
+    try:
+        return json.loads((Path(folder) / SNAPSHOT_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the snapshot {folder}: {exc}") from None
 
 
 def start_codec(
-    ckpts: Checkpoints, resume: bool, rt: Runtime, fresh: Callable[[], CodecContract]
+    ckpts: Checkpoints,
+    resume: bool,
+    rt: Runtime,
+    fresh: Callable[[], CodecContract],
+    snapshot: Path | None = None,
 ) -> tuple[CodecContract, dict[str, Any] | None]:
-    """The codec to train: the last checkpoint's (with its saved state) or ``fresh()``."""
+    """The codec to train: the last checkpoint's (with its saved state), else on ``resume`` the
+    ``snapshot``'s (weights and loop state; ``saved["from_snapshot"]`` tells the loop that the
+    optimizers start afresh), else ``fresh()``."""
     if not resume:
         return fresh(), None
     from icmbridge.codec.store import load_codec
 
+    snap = read_snapshot(snapshot)
+    if ckpts.last is None and snap is not None:
+        if rt.is_main:
+            print(
+                f"resuming from the snapshot {snapshot} at step {snap['loop']['step']} (weights "
+                "and schedule; the optimizer's moments start afresh, with a short warm-up)"
+            )
+        return load_codec(snapshot), {"loop": snap["loop"], "from_snapshot": True}
     last, saved = ckpts.load_state()
     if rt.is_main:
         print(f"resuming from {last} at step {saved['loop']['step']}")
@@ -265,10 +335,12 @@ def rng_states(rt: Runtime) -> list[dict[str, Any]]:
 
     import numpy as np
 
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": np.random.get_state(),
+        # as a tensor and plain numbers, so that the state loads with weights_only=True
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "python": random.getstate(),
     }
     if not rt.distributed:
@@ -296,7 +368,9 @@ def restore_rng_states(rt: Runtime, states: list[dict[str, Any]] | None) -> None
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]
+    keys = keys.numpy().astype(np.uint32) if isinstance(keys, Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys, *rest))
     random.setstate(state["python"])
 
 
@@ -330,6 +404,28 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 100, floor: floa
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def schedule_lr(
+    step: int,
+    total: int,
+    base: float,
+    warmup: int = 100,
+    schedule: str = "cosine",
+    rewarm_from: int | None = None,
+) -> float:
+    """The learning rate of ``step``: :func:`cosine_lr`, or ``constant`` after the warm-up (an
+    open-ended run that accumulates, e.g. for a scaling curve). ``rewarm_from``: the step at
+    which the optimizer restarted (from a snapshot), warmed up again over ``warmup`` steps."""
+    lr = cosine_lr(step, total, base, warmup) if schedule == "cosine" else (
+        base * min(1.0, (step + 1) / max(1, warmup))
+    )
+    if rewarm_from is not None and warmup > 0:
+        lr *= min(1.0, (step - rewarm_from + 1) / warmup)
+    return lr
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

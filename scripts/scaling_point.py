@@ -1,0 +1,89 @@
+"""One point of a training run's scaling curve: a model scored on Kodak at its training cost.
+
+Reads a model folder written by ``icmbridge train`` (a checkpoint or a ``--snapshot``), codes
+every Kodak image into a real bitstream, and appends one JSON line to ``--log``: the step, the CPU
+and wall-clock hours the run had spent to get there (accumulated over all its starts), the pooled
+bpp, the mean PSNR over RGB and, unless ``--no-people``, ColorVideoVDP (JOD) and SSIMULACRA 2 of
+the 8-bit decoded images. Kodak is never trained on, so the curve is measured on held-out images.
+
+    python scripts/scaling_point.py results/scaling/mbt64-mse/snapshot \
+        --log results/scaling/mbt64-mse/curve.jsonl [--set kodak] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="model folder (checkpoint or snapshot)")
+    parser.add_argument("--log", required=True, help="JSON-lines file the point is appended to")
+    parser.add_argument("--set", default="kodak", help="evaluation set (default kodak)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-people", action="store_true", help="skip ColorVideoVDP/SSIMULACRA 2")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from icmbridge.codec import bitstream
+    from icmbridge.codec.store import load_codec
+    from icmbridge.data import get_set
+    from icmbridge.imageio import array_to_tensor
+
+    folder = Path(args.model)
+    config = json.loads((folder / "config.json").read_text())
+    loop: dict = {}
+    if (folder / "snapshot.json").is_file():
+        loop = json.loads((folder / "snapshot.json").read_text())["loop"]
+    else:  # a checkpoint folder: its training state
+        from icmbridge.train.runtime import STATE_FILE
+
+        loop = torch.load(folder / STATE_FILE, weights_only=True)["loop"]
+    people = None
+    if not args.no_people:
+        from icmbridge.metrics.people import PeopleMetrics
+
+        people = PeopleMetrics()
+    codec = load_codec(folder)
+    t0 = time.perf_counter()
+    bits, pixels, psnrs, jods, ss2 = 0, 0, [], [], []
+    for sample in get_set(args.set, "test"):
+        x = array_to_tensor(sample.image)
+        data = bitstream.encode(codec, x)
+        x_hat = bitstream.decode(codec, data)
+        bits += 8 * len(data)
+        pixels += x.shape[2] * x.shape[3]
+        decoded = (x_hat[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        original = sample.image
+        mse = float(np.mean((decoded.astype(np.float64) - original.astype(np.float64)) ** 2))
+        psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+        if people is not None:
+            scores = people(original, decoded)
+            jods.append(scores["cvvdp_jod"])
+            ss2.append(scores["ssimulacra2"])
+    row = {
+        "step": int(loop.get("step", config.get("meta", {}).get("trained_steps", 0))),
+        "cpu_hours": round(float(loop.get("cpu_seconds", 0.0)) / 3600, 4),
+        "wall_hours": round(float(loop.get("wall_seconds", 0.0)) / 3600, 4),
+        "set": args.set,
+        "images": len(psnrs),
+        "bpp": round(bits / pixels, 5),
+        "psnr": round(float(np.mean(psnrs)), 3),
+        "cvvdp_jod": round(float(np.mean(jods)), 4) if jods else None,
+        "ssimulacra2": round(float(np.mean(ss2)), 3) if ss2 else None,
+        "eval_seconds": round(time.perf_counter() - t0, 1),
+    }
+    with open(args.log, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
