@@ -187,6 +187,37 @@ def test_report_takes_means_as_written_not_from_image_rows(tmp_path: Path) -> No
     assert "0.777" in text and "12.35" in text
 
 
+def test_people_metrics_columns_differences_panels_and_notes(tmp_path: Path) -> None:
+    """ColorVideoVDP and SSIMULACRA 2 show like PSNR: table columns with intervals, paired
+    differences, a rate panel each, the human decoder's lede and what computed them."""
+    (tmp_path / "r").mkdir()
+
+    def entry(bpp: float, jod: float, s2: float, vs: dict | None = None) -> dict:
+        mean = {"bpp": bpp, "psnr": 25.0, "cvvdp_jod": jod, "ssimulacra2": s2}
+        ci = {"cvvdp_jod": [jod - 0.2, jod + 0.2], "ssimulacra2": [s2 - 3, s2 + 3]}
+        return {"kind": "ours", "mean": mean, "ci": ci, **({"vs": vs} if vs else {})}
+
+    diff = {"cvvdp_jod": {"diff": 0.14, "ci": [0.1, 0.18]},
+            "ssimulacra2": {"diff": 3.6, "ci": [-0.5, 7.0]}}  # fmt: skip
+    data = {
+        "schema": 2,
+        "kind": "compare",
+        "people_metrics": {"cvvdp": "0.5.7", "display": "standard_fhd", "ssimulacra2": "0.3.0"},
+        "codecs": {
+            "base": entry(0.108, 6.76, -35.1),
+            "human": entry(0.108, 6.90, -31.5, {"reference": "base", "diff": diff}),
+            "avif": entry(0.104, 7.35, -8.5),
+        },
+    }
+    (tmp_path / "r" / "results.json").write_text(json.dumps(data))
+    text = build_report(tmp_path / "r", tmp_path / "out").read_text(encoding="utf-8")
+    assert "JOD" in text and "SSIMULACRA 2" in text and "6.90" in text and "−31.5" in text
+    assert "[6.70, 7.10]" in text  # the interval under the mean
+    assert "Δ JOD" in text and "+0.14" in text and "Δ SSIMULACRA 2" in text
+    assert "Rate: PSNR, JOD and SSIMULACRA 2 against bits per pixel" in text
+    assert "ColorVideoVDP 0.5.7" in text and "standard_fhd" in text and "ssimulacra2 0.3.0" in text
+
+
 @pytest.mark.parametrize("quadrant", [(0, 0), (0, 1), (1, 0), (1, 1)])
 def test_crop_picker_finds_the_checkerboard(quadrant: tuple[int, int]) -> None:
     from report_fixtures import _blur, _u8, test_images
