@@ -121,10 +121,22 @@ def test_another_display_changes_the_score(pair) -> None:
 )
 def test_a_bad_display_is_one_error_line(command, tmp_path, capsys) -> None:
     argv = [a.replace("{tmp}", str(tmp_path / "x")) for a in command]
-    assert main([*argv, "--display", "standard_hdr_pq"]) == 2
+    for bad in ("standard_hdr_pq", ""):
+        assert main([*argv, "--display", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --display {bad!r} is not one")
+        assert not (tmp_path / "x").exists()  # refused before anything was coded or written
+
+
+def test_missing_packages_are_one_error_line(monkeypatch, tmp_path, capsys) -> None:
+    from icmbridge.metrics import people
+
+    monkeypatch.setattr(people, "_PACKAGES", {"cvvdp": "no_such_module_here"})
+    with pytest.raises(InputError, match="need cvvdp, not importable here.*--no-people-metrics"):
+        PeopleMetrics()
+    assert main(["compare", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --display 'standard_hdr_pq' is not one")
-    assert not (tmp_path / "x").exists()  # refused before anything was coded or written
+    assert len(err) == 1 and err[0].startswith("error: people's metrics need cvvdp")
 
 
 def _coded(pair: tuple[np.ndarray, np.ndarray], n: int = 3) -> dict[str, list[Coded]]:

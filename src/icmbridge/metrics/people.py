@@ -71,7 +71,7 @@ def _require() -> None:
     gone = missing()
     if gone:
         raise InputError(
-            f"people's metrics need {' and '.join(gone)}, which do not import: {INSTALL}; "
+            f"people's metrics need {' and '.join(gone)}, not importable here: {INSTALL}; "
             "or skip them with --no-people-metrics"
         )
 
@@ -192,14 +192,14 @@ def people_from_args(args: argparse.Namespace) -> PeopleMetrics | None:
     display or a missing package is a one-line error before any coding starts."""
     if not getattr(args, "people_metrics", True):
         return None
-    return PeopleMetrics(getattr(args, "display", None) or DEFAULT_DISPLAY)
+    return PeopleMetrics(getattr(args, "display", DEFAULT_DISPLAY))
 
 
 def people_argv(args: argparse.Namespace) -> list[str]:
     """The options as words, for the command line a results file records."""
     if not getattr(args, "people_metrics", True):
         return ["--no-people-metrics"]
-    display = getattr(args, "display", None) or DEFAULT_DISPLAY
+    display = getattr(args, "display", DEFAULT_DISPLAY)
     return [] if display == DEFAULT_DISPLAY else ["--display", display]
 
 
