@@ -7,7 +7,9 @@
 # snapshot on Kodak (scripts/scaling_point.py), appending to the scaling curve. The full
 # checkpoints (with Adam's moments: exact resume) stay in runs/ on this machine; the weights-only
 # snapshot in results/scaling/$NAME/snapshot is what a commit carries to the next machine, where
-# --resume goes on from it. Environment: NAME, CHUNK, THREADS, ICMBRIDGE_DATA, DEVICE.
+# --resume goes on from it (or from whichever of the two is further along). Environment: NAME,
+# CHUNK, THREADS, DEVICE, ICMBRIDGE_DATA, PY (the Python with icmbridge), NICE, PEOPLE=0 to score
+# without ColorVideoVDP / SSIMULACRA 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-mbt64-mse}
@@ -18,7 +20,9 @@ export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
 RUN=runs/$NAME
 SNAP=results/scaling/$NAME/snapshot
 CURVE=results/scaling/$NAME/curve.jsonl
-BIN=${BIN:-.venv/bin}
+PY=${PY:-.venv/bin/python}
+NICE=${NICE:-10}
+PEOPLE_FLAG=$([ "${PEOPLE:-1}" = 0 ] && echo --no-people || true)
 mkdir -p runs "results/scaling/$NAME"
 
 # The run's settings (used on its first start only; a resume reads them back).
@@ -27,30 +31,27 @@ SETTINGS=(--arch mbt2018-mean --codec cpu --task none --lambda-task 0 --lambda-m
   --steps 10000000 --checkpoint-every 500 --no-tensorboard)
 
 step_of() {  # the step the run (or its snapshot) has reached
-  "$BIN/python" - "$RUN" "$SNAP" <<'PY'
+  "$PY" - "$RUN" "$SNAP" <<'PY'
 import json, sys
 from pathlib import Path
-from icmbridge.train.runtime import Checkpoints
-import torch
-last = Checkpoints(Path(sys.argv[1])).last
-if last is not None:
-    print(torch.load(last / "training_state.pt", weights_only=True)["loop"]["step"])
-elif (Path(sys.argv[2]) / "snapshot.json").is_file():
-    print(json.loads((Path(sys.argv[2]) / "snapshot.json").read_text())["loop"]["step"])
-else:
-    print(0)
+steps = [0]
+for cfg in (Path(sys.argv[1]) / "checkpoints" / "last" / "config.json", Path(sys.argv[2]) / "config.json"):
+    if cfg.is_file():
+        steps.append(json.loads(cfg.read_text())["meta"].get("trained_steps", 0))
+print(max(steps))
 PY
 }
 
 while true; do
   step=$(step_of)
   next=$(( (step / CHUNK + 1) * CHUNK ))
-  if [ "$step" -eq 0 ] && [ ! -f "$RUN/run.json" ]; then
-    nice -n 10 "$BIN/icmbridge" train --out "$RUN" --snapshot "$SNAP" "${SETTINGS[@]}" \
+  if [ "$step" -eq 0 ] && [ ! -f "$RUN/run.json" ] && [ ! -f "$SNAP/snapshot.json" ]; then
+    nice -n "$NICE" "$PY" -m icmbridge.cli train --out "$RUN" --snapshot "$SNAP" "${SETTINGS[@]}" \
       --threads "$THREADS" --device "$DEVICE" --stop-at "$next"
   else
-    nice -n 10 "$BIN/icmbridge" train --out "$RUN" --snapshot "$SNAP" --resume \
+    nice -n "$NICE" "$PY" -m icmbridge.cli train --out "$RUN" --snapshot "$SNAP" --resume \
       --threads "$THREADS" --device "$DEVICE" --stop-at "$next"
   fi
-  nice -n 10 "$BIN/python" scripts/scaling_point.py "$SNAP" --log "$CURVE" --threads "$THREADS"
+  [ "${SCORE:-1}" = 0 ] || nice -n "$NICE" "$PY" scripts/scaling_point.py "$SNAP" --log "$CURVE" \
+    --threads "$THREADS" $PEOPLE_FLAG
 done

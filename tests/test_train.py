@@ -351,6 +351,17 @@ def test_snapshot_carries_a_run_to_a_new_machine(tmp_path, capsys) -> None:
     moved = load_file(snap / "model.safetensors")
     assert any(not torch.equal(before[k], moved[k]) for k in before if k.startswith("g_s"))
 
+    # a stretch run elsewhere (a GPU) moves the snapshot past this machine's checkpoint (6):
+    # the next resume here goes on from the snapshot, not from its own older checkpoint
+    elsewhere = ["train", "--out", str(tmp_path / "gpu"), "--snapshot", str(snap), "--resume"]
+    assert main([*elsewhere, "--stop-at", "8"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume", "--stop-at", "9"]) == 0
+    assert "from the snapshot" in capsys.readouterr().out
+    assert json.loads((snap / SNAPSHOT_FILE).read_text())["loop"]["step"] == 9
+    assert main([*args, "--resume", "--stop-at", "10"]) == 0  # now its checkpoint is newest
+    assert "from the snapshot" not in capsys.readouterr().out
+
 
 def test_task_none_needs_lambda_task_zero(tmp_path, capsys) -> None:
     args = ["train", "--out", str(tmp_path / "r"), "--steps", "1", *QUICK, "--task", "none"]

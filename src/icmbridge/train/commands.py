@@ -256,15 +256,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def snapshot_run_config(out: str, snapshot: str | None) -> dict | None:
-    """The settings of a run to resume from its ``--snapshot`` (a new machine: OUT is missing
-    or has no checkpoint), or None when OUT's own run.json applies."""
+    """The settings of a run to resume from its ``--snapshot`` when that is further along than
+    OUT's checkpoints (a new machine, or a stretch run elsewhere), else None: OUT's run.json."""
     from pathlib import Path
 
-    from icmbridge.train.runtime import Checkpoints, read_snapshot
+    from icmbridge.train.runtime import Checkpoints, snapshot_is_ahead
 
-    if snapshot is None or Checkpoints(Path(out)).last is not None:
-        return None
-    if read_snapshot(Path(snapshot)) is None:
+    if snapshot is None or not snapshot_is_ahead(Checkpoints(Path(out)), Path(snapshot)):
         return None
     import json
 

@@ -245,6 +245,18 @@ def read_snapshot(folder: Path | None) -> dict[str, Any] | None:
         raise InputError(f"cannot read the snapshot {folder}: {exc}") from None
 
 
+def snapshot_is_ahead(ckpts: Checkpoints, snapshot: Path | None) -> bool:
+    """True when ``snapshot`` holds a later step than the run's last checkpoint (or it has none)."""
+    snap = read_snapshot(snapshot)
+    if snap is None:
+        return False
+    last = ckpts.last
+    if last is None:
+        return True
+    config = json.loads((last / "config.json").read_text())
+    return int(snap["loop"]["step"]) > int(config.get("meta", {}).get("trained_steps", 0))
+
+
 def start_codec(
     ckpts: Checkpoints,
     resume: bool,
@@ -252,15 +264,16 @@ def start_codec(
     fresh: Callable[[], CodecContract],
     snapshot: Path | None = None,
 ) -> tuple[CodecContract, dict[str, Any] | None]:
-    """The codec to train: the last checkpoint's (with its saved state), else on ``resume`` the
-    ``snapshot``'s (weights and loop state; ``saved["from_snapshot"]`` tells the loop that the
-    optimizers start afresh), else ``fresh()``."""
+    """The codec to train: on ``resume``, the last checkpoint's (with its saved state) or the
+    ``snapshot``'s when that is further along — a new machine, or a stretch run elsewhere (on a
+    GPU) — with its weights and loop state (``saved["from_snapshot"]`` tells the loop that the
+    optimizers start afresh); else ``fresh()``."""
     if not resume:
         return fresh(), None
     from icmbridge.codec.store import load_codec
 
-    snap = read_snapshot(snapshot)
-    if ckpts.last is None and snap is not None:
+    if snapshot_is_ahead(ckpts, snapshot):
+        snap = read_snapshot(snapshot) or {}
         if rt.is_main:
             print(
                 f"resuming from the snapshot {snapshot} at step {snap['loop']['step']} (weights "
