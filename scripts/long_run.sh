@@ -3,8 +3,9 @@
 #
 #   nohup scripts/long_run.sh > runs/long-run.log 2>&1 &     # niced; stop it with kill
 #
-# It trains in chunks of CHUNK steps (one thread, nice 10) and after each chunk scores the
-# snapshot on Kodak (scripts/scaling_point.py), appending to the scaling curve. The full
+# It trains in chunks (to step 500, 1000, 2000, 4000, then every CHUNK steps; one thread, nice
+# 10) and after each chunk scores the snapshot on Kodak (scripts/scaling_point.py), appending
+# to the scaling curve. The full
 # checkpoints (with Adam's moments: exact resume) stay in runs/ on this machine; the weights-only
 # snapshot in results/scaling/$NAME/snapshot is what a commit carries to the next machine, where
 # --resume goes on from it (or from whichever of the two is further along). Environment: NAME,
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-mbt64-mse}
-CHUNK=${CHUNK:-1500}
+CHUNK=${CHUNK:-4000}
 THREADS=${THREADS:-1}
 DEVICE=${DEVICE:-cpu}
 export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
@@ -44,7 +45,10 @@ PY
 
 while true; do
   step=$(step_of)
-  next=$(( (step / CHUNK + 1) * CHUNK ))
+  # scored at 500, 1000, 2000, 4000 steps (a log-spaced start of the curve), then every CHUNK
+  next=500
+  while [ "$next" -le "$step" ] && [ "$next" -lt "$CHUNK" ]; do next=$((next * 2)); done
+  [ "$next" -gt "$step" ] || next=$(( (step / CHUNK + 1) * CHUNK ))
   if [ "$step" -eq 0 ] && [ ! -f "$RUN/run.json" ] && [ ! -f "$SNAP/snapshot.json" ]; then
     nice -n "$NICE" "$PY" -m icmbridge.cli train --out "$RUN" --snapshot "$SNAP" "${SETTINGS[@]}" \
       --threads "$THREADS" --device "$DEVICE" --stop-at "$next"

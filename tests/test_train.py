@@ -378,3 +378,27 @@ def test_learning_rate_schedules() -> None:
     assert cos[:10] == flat[:10] and flat[10:] == [1.0] * 90 and cos[-1] < 0.1
     rewarm = [schedule_lr(s, 100, 1.0, 10, "constant", rewarm_from=50) for s in range(50, 70)]
     assert rewarm[0] == 0.1 and rewarm[9:] == [1.0] * 11
+
+
+def test_scaling_point_scores_a_snapshot(tmp_path) -> None:
+    """scripts/scaling_point.py appends one row for a snapshot: its step and CPU time, real bpp,
+    PSNR, and the paired gap to a classical codec at no more bytes per image."""
+    import json
+
+    run, snap, log = tmp_path / "run", tmp_path / "snap", tmp_path / "curve.jsonl"
+    mse_only = ["--task", "none", "--lambda-task", "0", "--steps", "3"]
+    assert main(["train", "--out", str(run), "--snapshot", str(snap), *QUICK, *mse_only]) == 0
+    script = Path(__file__).parents[1] / "scripts" / "scaling_point.py"
+    log.write_text('{"step": 0}\n')  # an earlier point: the new one is appended
+    cmd = [sys.executable, str(script), str(snap), "--log", str(log), "--set", "photos"]
+    subprocess.run([*cmd, "--no-people", "--anchor", "jpeg"], check=True, timeout=300)
+    rows = [json.loads(line) for line in log.read_text().splitlines()][1:]
+    assert len(rows) == 1 and rows[0]["step"] == 3 and rows[0]["images"] == 3
+    assert rows[0]["cpu_hours"] > 0 and 0 < rows[0]["bpp"] < 24 and rows[0]["cvvdp_jod"] is None
+    anchor = rows[0]["anchor"]
+    # JPEG cannot go as low as a 3-step codec: the images it codes above budget are counted
+    assert anchor["codec"] == "jpeg" and (anchor["above_target"] > 0) == (
+        anchor["bpp"] > rows[0]["bpp"]
+    )
+    gap, lo, hi = anchor["gap_psnr"]
+    assert lo <= gap <= hi and gap == pytest.approx(rows[0]["psnr"] - anchor["psnr"], abs=1e-3)
