@@ -8,13 +8,16 @@ shares; ``mbt2018-mean`` against ``MeanScaleHyperprior``), the same N, M, batch 
 * ``ours``: the step of ``icmbridge train`` (per-sample seeded noise, the same loss and steps),
   in the memory layout it trains in (``--layout``: channels-last by default, contiguous too);
 * ``ours-ddp``: two one-thread processes under DistributedDataParallel (gloo), each half the
-  batch, against one process with two threads (``--ddp``; the thread layout question).
+  batch, against one process with two threads (``--ddp``; the thread layout question);
+* ``peer-16x256`` (``--peer-defaults``): CompressAI's step at its example's default shape,
+  batch 16 of 256² patches (the crop-shape question: throughput is per pixel).
 
 Variants alternate repetition by repetition (this machine is noisy; medians of the interleaved
 times, so that load hits all alike). Throughput is pixels of forward + backward + optimiser per
 second; the ratio is ours over CompressAI's.
 
     python benchmarks/train_speed.py [--reps 9] [--batch 8] [--crop 128] [--threads 2] [--ddp]
+        [--peer-defaults]
         [--archs icm,mbt2018-mean] [--device cpu|cuda] [--json results/train_speed.json]
 """
 
@@ -133,6 +136,9 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict:
     variants: dict[str, Callable[[], None]] = {}
     p_opt = optimizers(peer)
     variants["peer"] = lambda: peer_step(peer, *p_opt, x)
+    if args.peer_defaults:  # CompressAI's examples/train.py defaults: batch 16 of 256² patches
+        x_default = torch.rand(16, 3, 256, 256, device=dev)
+        variants["peer-16x256"] = lambda: peer_step(peer, *p_opt, x_default)
     for layout in args.layouts:
         ours = build_codec(args.config, arch).train().to(dev)
         xin = x
@@ -140,8 +146,8 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict:
             ours = ours.to(memory_format=torch.channels_last)
             xin = x.contiguous(memory_format=torch.channels_last)
         o_opt = optimizers(ours)
-        variants[f"ours-{layout}"] = (
-            lambda ours=ours, o_opt=o_opt, xin=xin: ours_step(ours, *o_opt, xin, seeds)
+        variants[f"ours-{layout}"] = lambda ours=ours, o_opt=o_opt, xin=xin: ours_step(
+            ours, *o_opt, xin, seeds
         )
     times: dict[str, list[float]] = {k: [] for k in variants}
     for i in range(args.reps + 1):
@@ -155,18 +161,22 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict:
         for _ in range(args.reps):
             for k, fn in variants.items():
                 times[k].append(timed(fn))
-    pixels = args.batch * args.crop**2
+    pixels = {k: args.batch * args.crop**2 for k in times} | {"peer-16x256": 16 * 256**2}
     med = {k: statistics.median(v) for k, v in times.items()}
-    best = min((k for k in med if k.startswith("ours")), key=med.get)
-    return {
+    mpx = {k: pixels[k] / v / 1e6 for k, v in med.items()}
+    best = max((k for k in med if k.startswith("ours")), key=mpx.get)
+    result = {
         "arch": arch,
         "peer": PEERS[arch].__name__,
         "median_step_s": {k: round(v, 4) for k, v in med.items()},
-        "megapixels_per_s": {k: round(pixels / v / 1e6, 4) for k, v in med.items()},
+        "megapixels_per_s": {k: round(v, 4) for k, v in mpx.items()},
         "best": best,
-        "ratio_best_vs_peer": round(med["peer"] / med[best], 3),
-        "ratio_default_vs_peer": round(med["peer"] / med[f"ours-{args.layouts[0]}"], 3),
+        "ratio_best_vs_peer": round(mpx[best] / mpx["peer"], 3),
+        "ratio_default_vs_peer": round(mpx[f"ours-{args.layouts[0]}"] / mpx["peer"], 3),
     }
+    if "peer-16x256" in mpx:
+        result["ratio_best_vs_peer_16x256"] = round(mpx[best] / mpx["peer-16x256"], 3)
+    return result
 
 
 def main() -> None:
@@ -184,6 +194,11 @@ def main() -> None:
         help="memory layouts of ours to time (the first is the default of icmbridge train)",
     )
     parser.add_argument("--ddp", action="store_true", help="also time 2 one-thread DDP processes")
+    parser.add_argument(
+        "--peer-defaults",
+        action="store_true",
+        help="also time CompressAI's step at its example's default shape (16 × 256²)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()

@@ -1,0 +1,121 @@
+"""The scaling curve of a long run: quality against CPU-hours, a fit, and its forecast.
+
+Reads the JSON lines of ``scripts/scaling_point.py`` and draws, against the CPU-hours the run had
+spent (log axis), Kodak PSNR and ColorVideoVDP of the run beside AVIF at the same bytes, and the
+paired gap to AVIF with its 95 % interval. The gap is fitted as ``a + b·log10(hours)`` on the
+points at or after ``--fit-from`` hours (least squares) and solved for the hours at which it
+would reach ``--targets`` (dB). A log-linear fit keeps rising where real training curves flatten,
+so its hours are an optimistic forecast: a lower bound, not a promise.
+
+    python scripts/scaling_plot.py results/scaling/mbt64-mse [--fit-from 0.2] [--targets -1,0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def fit_log_linear(hours: np.ndarray, gap: np.ndarray) -> tuple[float, float] | None:
+    """(a, b) of gap ≈ a + b·log10(hours), or None with fewer than two distinct points."""
+    if len(set(hours.tolist())) < 2:
+        return None
+    b, a = np.polyfit(np.log10(hours), gap, 1)
+    return float(a), float(b)
+
+
+def hours_to(target: float, a: float, b: float) -> float | None:
+    """Hours at which the fitted gap reaches ``target`` (None if it never does: b ≤ 0)."""
+    if b <= 0:
+        return None
+    return float(10 ** ((target - a) / b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="folder with curve.jsonl (the plot and fit go there too)")
+    parser.add_argument("--fit-from", type=float, default=0.0, help="fit points from these hours")
+    parser.add_argument("--targets", default="-1,0", help="gaps (dB) to forecast the hours of")
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    rows = [json.loads(s) for s in (folder / "curve.jsonl").read_text().splitlines() if s.strip()]
+    rows = sorted((r for r in rows if r.get("anchor")), key=lambda r: r["cpu_hours"])
+    if not rows:
+        raise SystemExit(f"{folder / 'curve.jsonl'} has no point with an anchor yet")
+    hours = np.array([r["cpu_hours"] for r in rows])
+    gap = np.array([r["anchor"]["gap_psnr"][0] for r in rows])
+    keep = hours >= args.fit_from
+    fit = fit_log_linear(hours[keep], gap[keep])
+    forecast = {}
+    if fit is not None:
+        for t in (float(v) for v in args.targets.split(",")):
+            forecast[f"{t:+.1f} dB"] = hours_to(t, *fit)
+    summary = {
+        "points": len(rows),
+        "fit": None if fit is None else {"a": fit[0], "b_per_decade": fit[1]},
+        "fit_from_hours": args.fit_from,
+        "forecast_cpu_hours": forecast,
+        "last": rows[-1],
+    }
+    (folder / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    ax.plot(hours, [r["psnr"] for r in rows], "o-", label="run")
+    ax.plot(hours, [r["anchor"]["psnr"] for r in rows], "s--", label="AVIF, same bytes")
+    ax.set(xscale="log", xlabel="CPU-hours", ylabel="Kodak PSNR (dB)", title="PSNR")
+    for r, h in zip(rows, hours, strict=True):
+        ax.annotate(
+            f"{r['bpp']:.3f}",
+            (h, r["psnr"]),
+            fontsize=7,
+            xytext=(2, -9),
+            textcoords="offset points",
+        )
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    jod = [
+        (h, r["cvvdp_jod"], r["anchor"].get("cvvdp_jod"))
+        for h, r in zip(hours, rows, strict=True)
+        if r.get("cvvdp_jod") is not None
+    ]
+    if jod:
+        ax.plot([j[0] for j in jod], [j[1] for j in jod], "o-", label="run")
+        ax.plot([j[0] for j in jod], [j[2] for j in jod], "s--", label="AVIF, same bytes")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", xlabel="CPU-hours", ylabel="ColorVideoVDP (JOD)", title="ColorVideoVDP")
+    ax = axes[2]
+    lo = [r["anchor"]["gap_psnr"][1] for r in rows]
+    hi = [r["anchor"]["gap_psnr"][2] for r in rows]
+    ax.errorbar(
+        hours,
+        gap,
+        yerr=[gap - lo, np.array(hi) - gap],
+        fmt="o",
+        capsize=3,
+        label="gap to AVIF (95 % CI)",
+    )
+    if fit is not None:
+        ends = [h for h in forecast.values() if h] + [hours.max()]
+        xs = np.logspace(math.log10(hours[keep].min()), math.log10(max(ends) * 1.2), 50)
+        ax.plot(xs, fit[0] + fit[1] * np.log10(xs), ":", label=f"fit {fit[1]:+.2f} dB/decade")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axhline(-1, color="grey", lw=0.8, ls="--")
+    ax.set(xscale="log", xlabel="CPU-hours", ylabel="PSNR − AVIF (dB)", title="Gap to AVIF")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "curve.png", dpi=110)
+    print(json.dumps(summary["forecast_cpu_hours"]), summary["fit"])
+
+
+if __name__ == "__main__":
+    main()
