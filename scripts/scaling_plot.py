@@ -2,10 +2,13 @@
 
 Reads the JSON lines of ``scripts/scaling_point.py`` and draws, against the CPU-hours the run had
 spent (log axis), Kodak PSNR and ColorVideoVDP of the run beside AVIF at the same bytes, and the
-paired gap to AVIF with its 95 % interval. The gap is fitted as ``a + b·log10(hours)`` on the
-points at or after ``--fit-from`` hours (least squares) and solved for the hours at which it
-would reach ``--targets`` (dB). A log-linear fit keeps rising where real training curves flatten,
-so its hours are an optimistic forecast: a lower bound, not a promise.
+paired gap to AVIF with its 95 % interval. Two fits of the gap, on the points at or after
+``--fit-from`` hours, each solved for the hours at which the gap would reach ``--targets`` (dB):
+
+* log-linear, ``a + b·log10(hours)``: keeps rising where training curves flatten, so its hours
+  are an optimistic forecast, a lower bound;
+* saturating, ``g∞ − c·hours^(−α)`` (from four points on): where ``g∞`` lies below a target, the
+  fit says this model at this λ does not get there however long it trains.
 
     python scripts/scaling_plot.py results/scaling/mbt64-mse [--fit-from 0.2] [--targets -1,0]
 """
@@ -26,6 +29,42 @@ def fit_log_linear(hours: np.ndarray, gap: np.ndarray) -> tuple[float, float] | 
         return None
     b, a = np.polyfit(np.log10(hours), gap, 1)
     return float(a), float(b)
+
+
+def fit_saturating(hours: np.ndarray, gap: np.ndarray) -> dict[str, float] | None:
+    """g∞, c, α of gap ≈ g∞ − c·hours^(−α) (and g∞'s standard error), or None: too few
+    points (4) or no convergence."""
+    if len(hours) < 4:
+        return None
+    from scipy.optimize import curve_fit
+
+    def model(h, g_inf, c, alpha):
+        return g_inf - c * h ** (-alpha)
+
+    try:
+        p, cov = curve_fit(
+            model,
+            hours,
+            gap,
+            p0=(gap.max() + 1, 1.0, 0.5),
+            bounds=([-50, 0, 0.01], [20, 1e3, 3]),
+            maxfev=20000,
+        )
+    except (RuntimeError, ValueError):
+        return None
+    return {
+        "g_inf": float(p[0]),
+        "c": float(p[1]),
+        "alpha": float(p[2]),
+        "g_inf_se": float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) else None,
+    }
+
+
+def saturating_hours_to(target: float, fit: dict[str, float]) -> float | None:
+    """Hours at which the saturating fit reaches ``target``; None when g∞ stays below it."""
+    if fit["g_inf"] <= target or fit["c"] <= 0:
+        return None
+    return float((fit["c"] / (fit["g_inf"] - target)) ** (1 / fit["alpha"]))
 
 
 def hours_to(target: float, a: float, b: float) -> float | None:
@@ -50,15 +89,17 @@ def main() -> None:
     gap = np.array([r["anchor"]["gap_psnr"][0] for r in rows])
     keep = hours >= args.fit_from
     fit = fit_log_linear(hours[keep], gap[keep])
-    forecast = {}
-    if fit is not None:
-        for t in (float(v) for v in args.targets.split(",")):
-            forecast[f"{t:+.1f} dB"] = hours_to(t, *fit)
+    sat = fit_saturating(hours[keep], gap[keep])
+    targets = [float(v) for v in args.targets.split(",")]
+    forecast = {f"{t:+.1f} dB": hours_to(t, *fit) for t in targets} if fit else {}
+    sat_forecast = {f"{t:+.1f} dB": saturating_hours_to(t, sat) for t in targets} if sat else {}
     summary = {
         "points": len(rows),
         "fit": None if fit is None else {"a": fit[0], "b_per_decade": fit[1]},
         "fit_from_hours": args.fit_from,
         "forecast_cpu_hours": forecast,
+        "saturating_fit": sat,
+        "saturating_forecast_cpu_hours": sat_forecast,
         "last": rows[-1],
     }
     (folder / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -108,13 +149,28 @@ def main() -> None:
         ends = [h for h in forecast.values() if h] + [hours.max()]
         xs = np.logspace(math.log10(hours[keep].min()), math.log10(max(ends) * 1.2), 50)
         ax.plot(xs, fit[0] + fit[1] * np.log10(xs), ":", label=f"fit {fit[1]:+.2f} dB/decade")
+        if sat is not None:
+            ys = sat["g_inf"] - sat["c"] * xs ** (-sat["alpha"])
+            ax.plot(xs, ys, "--", label=f"saturating, g∞ {sat['g_inf']:+.2f} dB")
     ax.axhline(0, color="grey", lw=0.8)
     ax.axhline(-1, color="grey", lw=0.8, ls="--")
     ax.set(xscale="log", xlabel="CPU-hours", ylabel="PSNR − AVIF (dB)", title="Gap to AVIF")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "curve.png", dpi=110)
-    print(json.dumps(summary["forecast_cpu_hours"]), summary["fit"])
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "fit",
+                    "forecast_cpu_hours",
+                    "saturating_fit",
+                    "saturating_forecast_cpu_hours",
+                )
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

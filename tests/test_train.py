@@ -402,3 +402,26 @@ def test_scaling_point_scores_a_snapshot(tmp_path) -> None:
     )
     gap, lo, hi = anchor["gap_psnr"]
     assert lo <= gap <= hi and gap == pytest.approx(rows[0]["psnr"] - anchor["psnr"], abs=1e-3)
+
+
+def test_scaling_fits_recover_a_planted_curve() -> None:
+    """The scaling card's fits: a planted saturating curve is recovered, a target above its
+    asymptote has no forecast, and the log-linear forecast solves its own line."""
+    import importlib.util
+
+    import numpy as np
+
+    path = Path(__file__).parents[1] / "scripts" / "scaling_plot.py"
+    spec = importlib.util.spec_from_file_location("scaling_plot", path)
+    sp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sp)
+    hours = np.array([0.07, 0.14, 0.3, 0.6, 1.2, 2.4])
+    gap = -2.5 - 1.6 * hours**-0.6
+    fit = sp.fit_saturating(hours, gap)
+    assert fit["g_inf"] == pytest.approx(-2.5, abs=1e-3) and fit["alpha"] == pytest.approx(0.6)
+    assert sp.saturating_hours_to(-1.0, fit) is None  # above the asymptote: never
+    h3 = sp.saturating_hours_to(-3.0, fit)
+    assert -2.5 - 1.6 * h3**-0.6 == pytest.approx(-3.0)
+    assert sp.fit_saturating(hours[:3], gap[:3]) is None  # too few points
+    a, b = sp.fit_log_linear(np.array([1.0, 10.0]), np.array([-4.0, -2.0]))
+    assert (a, b) == pytest.approx((-4.0, 2.0)) and sp.hours_to(0.0, a, b) == pytest.approx(100)
