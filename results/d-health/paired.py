@@ -45,7 +45,7 @@ def rows(out: Path, codec: str, doc: dict) -> dict[str, dict[str, float]]:
     table = {}
     for im in doc["codecs"][codec]["images"]:
         row = {k: im.get(k) for k in METRICS}
-        stem = Path(im["name"]).stem
+        stem = str(Path(im["name"]).with_suffix("")).replace("/", "__")  # compare's file names
         orig = next((out / "originals").glob(stem + ".*"), None)
         dec = next((out / "decoded" / codec).glob(stem + ".*"), None)
         if orig is not None and dec is not None:

@@ -15,7 +15,7 @@ case "$1" in
   probe)  # probe NAME NORM LAYERS: warm-up + 1 step, adaptive λ (factor 0.5)
     ft $COMMON --out runs/ih/$2 --d-norm $3 --layers $4 --d-warmup ${WARM:-150} \
       --lambda-a-mode adaptive --lambda-a ${FACTOR:-0.5} --stop-at 1 ;;
-  resume) ft --out runs/ih/$2 --resume ;;
+  resume) ft --out runs/ih/$2 --resume --steps ${STEPS:-400} --stop-at ${STEPS:-400} ;;
   control)  # control NAME LAYERS: λ_a = 0, same schedule and data
     ft $COMMON --out runs/ih/$2 --layers $3 --lambda-a 0 ;;
 esac
