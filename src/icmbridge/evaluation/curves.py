@@ -29,7 +29,7 @@ from icmbridge.errors import InputError
 from icmbridge.evaluation.results import Results
 
 if TYPE_CHECKING:
-    from icmbridge.evaluation.core import PeopleScorer
+    from icmbridge.metrics.people import PeopleMetrics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 _CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim", "cvvdp_jod", "ssimulacra2")
-#: Quality axes that get a BD-rate, where the points carry them (in the order tables show them).
+#: Quality axes that get a BD-rate when measured (in the order tables show them).
 BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50")
 
 
@@ -132,7 +132,7 @@ def run_curves(
     out: Path,
     set_name: str = "",
     command: str | None = None,
-    people: PeopleScorer | None = None,
+    people: PeopleMetrics | None = None,
 ) -> Results:
     """Code ``samples`` with each of ``models`` and each classical codec at the same rates, score
     them (with ``people``, a :class:`~icmbridge.metrics.people.PeopleMetrics`, when given) and
@@ -201,7 +201,7 @@ def run_curves(
         bd_rate=bd_rates,
         bd_rate_ci=bd_cis,
         unavailable=missing,
-        people_metrics=None if people is None else dict(people.info()),
+        people_metrics=None if people is None else people.info(),
     )
     out.mkdir(parents=True, exist_ok=True)
     results.write(out / "results.json")
