@@ -74,6 +74,33 @@ def hours_to(target: float, a: float, b: float) -> float | None:
     return float(10 ** ((target - a) / b))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """One line per point: cost, the run's scores, AVIF's at the same bytes, paired gaps."""
+
+    def gap(r: dict, key: str, fmt: str) -> str:
+        g = r["anchor"].get(f"gap_{key}")
+        return "—" if g is None else f"{g[0]:{fmt}} [{g[1]:{fmt}}, {g[2]:{fmt}}]"
+
+    def num(v: float | None, fmt: str) -> str:
+        return "—" if v is None else f"{v:{fmt}}"
+
+    lines = [
+        "| step | CPU-h | wall-h | bpp | PSNR dB | JOD | SSIMULACRA 2 | AVIF bpp | AVIF PSNR "
+        "| AVIF JOD | ΔPSNR vs AVIF | ΔJOD vs AVIF |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a = r["anchor"]
+        lines.append(
+            f"| {r['step']} | {r['cpu_hours']:.2f} | {r['wall_hours']:.2f} | {r['bpp']:.3f} "
+            f"| {r['psnr']:.2f} | {num(r.get('cvvdp_jod'), '.2f')} "
+            f"| {num(r.get('ssimulacra2'), '.1f')} | {a['bpp']:.3f} | {a['psnr']:.2f} "
+            f"| {num(a.get('cvvdp_jod'), '.2f')} | {gap(r, 'psnr', '+.2f')} "
+            f"| {gap(r, 'cvvdp_jod', '+.2f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="folder with curve.jsonl (the plot and fit go there too)")
@@ -103,6 +130,7 @@ def main() -> None:
         "last": rows[-1],
     }
     (folder / "fit.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (folder / "table.md").write_text(markdown_table(rows))
 
     import matplotlib
 
