@@ -140,11 +140,13 @@ def test_plugin_errors_are_one_line(tmp_path, tiny_model_dir, capsys) -> None:
     assert err.startswith("error: task 'face' does not take bogus")
 
 
-@pytest.mark.parametrize("command", ["ablate", "demo", "train"])
+@pytest.mark.parametrize("command", ["ablate", "demo", "finetune"])
 def test_commands_that_need_a_task_refuse_none(command, tmp_path, capsys) -> None:
     # 'none' skips task metrics in evaluate/compare/curves; here it would silently mean a default
+    # (train takes it for rate + MSE with --lambda-task 0: tests/test_train.py)
+    out = "--out" if command == "finetune" else "-o"
     with pytest.raises(SystemExit) as exc:
-        main([command, "--task", "none", "-o" if command != "train" else "--out", str(tmp_path)])
+        main([command, "--task", "none", out, str(tmp_path)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "needs a task network; 'none' is refused" in err and "Traceback" not in err
