@@ -133,11 +133,7 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
         values = apply_preset(values, given.get("preset"), set(given))
     if saved:
         values.update({k: v for k, v in saved.items() if k in values})
-        changed = {
-            k
-            for k, v in given.items()
-            if k not in RESUME_MAY_CHANGE and v != saved.get(k)
-        }
+        changed = {k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != saved.get(k)}
         if changed:
             raise InputError(
                 f"--resume continues a run with its saved settings; drop {sorted(changed)} "

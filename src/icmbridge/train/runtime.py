@@ -433,8 +433,10 @@ def schedule_lr(
     """The learning rate of ``step``: :func:`cosine_lr`, or ``constant`` after the warm-up (an
     open-ended run that accumulates, e.g. for a scaling curve). ``rewarm_from``: the step at
     which the optimizer restarted (from a snapshot), warmed up again over ``warmup`` steps."""
-    lr = cosine_lr(step, total, base, warmup) if schedule == "cosine" else (
-        base * min(1.0, (step + 1) / max(1, warmup))
+    lr = (
+        cosine_lr(step, total, base, warmup)
+        if schedule == "cosine"
+        else (base * min(1.0, (step + 1) / max(1, warmup)))
     )
     if rewarm_from is not None and warmup > 0:
         lr *= min(1.0, (step - rewarm_from + 1) / warmup)
