@@ -6,7 +6,7 @@ shares; ``mbt2018-mean`` against ``MeanScaleHyperprior``), the same N, M, batch 
 * ``peer``: CompressAI's example training step (``compressai/examples/train.py``): forward,
   ``RateDistortionLoss``, backward, gradient clipping at 1.0, Adam step, aux loss and its step;
 * ``ours``: the step of ``icmbridge train`` (per-sample seeded noise, the same loss and steps),
-  in the memory layout it trains in (``--layout``: channels-last by default, contiguous too);
+  in the memory layout it trains in (contiguous) and in channels-last (``--layouts``);
 * ``ours-ddp``: two one-thread processes under DistributedDataParallel (gloo), each half the
   batch, against one process with two threads (``--ddp``; the thread layout question);
 * ``peer-16x256`` (``--peer-defaults``): CompressAI's step at its example's default shape,
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument(
         "--layouts",
         type=lambda s: s.split(","),
-        default=["channels-last", "contiguous"],
+        default=["contiguous", "channels-last"],
         help="memory layouts of ours to time (the first is the default of icmbridge train)",
     )
     parser.add_argument("--ddp", action="store_true", help="also time 2 one-thread DDP processes")
