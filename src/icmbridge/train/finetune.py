@@ -169,28 +169,19 @@ def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) ->
 def select_layers(codec: CodecContract, spec: str) -> list[str]:
     """Parameter-name prefixes to train from ``first:K``, ``last:K``, ``all`` or name patterns."""
     layers = codec.synthesis_layers()
-    if spec.startswith("first:"):
+    end, _, count = spec.partition(":")
+    if end in ("first", "last") and ":" in spec:
         try:
-            k = int(spec.split(":", 1)[1])
+            k = int(count)
         except ValueError:
-            raise InputError(f"--layers {spec!r}: expected first:K with an integer K") from None
+            raise InputError(f"--layers {spec!r}: expected {end}:K with an integer K") from None
         if not 1 <= k <= len(layers):
             raise InputError(
-                f"--layers first:{k}: the decoder has {len(layers)} synthesis layers; "
+                f"--layers {end}:{k}: the decoder has {len(layers)} synthesis layers; "
                 f"choose K in 1..{len(layers)}"
             )
-        return [name for layer in layers[:k] for name in layer]
-    if spec.startswith("last:"):
-        try:
-            k = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise InputError(f"--layers {spec!r}: expected last:K with an integer K") from None
-        if not 1 <= k <= len(layers):
-            raise InputError(
-                f"--layers last:{k}: the decoder has {len(layers)} synthesis layers; "
-                f"choose K in 1..{len(layers)}"
-            )
-        return [name for layer in layers[-k:] for name in layer]
+        chosen = layers[:k] if end == "first" else layers[-k:]
+        return [name for layer in chosen for name in layer]
     if spec == "all":
         return [name for layer in layers for name in layer]
     names = [n for n, _ in codec.named_parameters()]
