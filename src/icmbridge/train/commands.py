@@ -256,9 +256,9 @@ def snapshot_run_config(out: str, snapshot: str | None) -> dict | None:
     OUT's checkpoints (a new machine, or a stretch run elsewhere), else None: OUT's run.json."""
     from pathlib import Path
 
-    from icmbridge.train.runtime import Checkpoints, snapshot_is_ahead
+    from icmbridge.train.runtime import Checkpoints, snapshot_ahead
 
-    if snapshot is None or not snapshot_is_ahead(Checkpoints(Path(out)), Path(snapshot)):
+    if snapshot is None or snapshot_ahead(Checkpoints(Path(out)), Path(snapshot)) is None:
         return None
     import json
 

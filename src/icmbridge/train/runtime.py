@@ -245,16 +245,18 @@ def read_snapshot(folder: Path | None) -> dict[str, Any] | None:
         raise InputError(f"cannot read the snapshot {folder}: {exc}") from None
 
 
-def snapshot_is_ahead(ckpts: Checkpoints, snapshot: Path | None) -> bool:
-    """True when ``snapshot`` holds a later step than the run's last checkpoint (or it has none)."""
+def snapshot_ahead(ckpts: Checkpoints, snapshot: Path | None) -> dict[str, Any] | None:
+    """The snapshot's contents when it holds a later step than the run's last checkpoint (or the
+    run has none), else None."""
     snap = read_snapshot(snapshot)
     if snap is None:
-        return False
+        return None
     last = ckpts.last
     if last is None:
-        return True
+        return snap
     config = json.loads((last / "config.json").read_text())
-    return int(snap["loop"]["step"]) > int(config.get("meta", {}).get("trained_steps", 0))
+    ahead = int(snap["loop"]["step"]) > int(config.get("meta", {}).get("trained_steps", 0))
+    return snap if ahead else None
 
 
 def start_codec(
@@ -272,8 +274,8 @@ def start_codec(
         return fresh(), None
     from icmbridge.codec.store import load_codec
 
-    if snapshot_is_ahead(ckpts, snapshot):
-        snap = read_snapshot(snapshot) or {}
+    snap = snapshot_ahead(ckpts, snapshot)
+    if snap is not None:
         if rt.is_main:
             print(
                 f"resuming from the snapshot {snapshot} at step {snap['loop']['step']} (weights "
