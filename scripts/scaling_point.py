@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def psnr(original: np.ndarray, decoded: np.ndarray) -> float:
-    mse = float(np.mean((decoded.astype(np.float64) - original.astype(np.float64)) ** 2))
-    return 10 * math.log10(255**2 / max(mse, 1e-10))
 
 
 def main() -> None:
@@ -47,6 +41,7 @@ def main() -> None:
     from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
     from icmbridge.imageio import array_to_tensor
+    from icmbridge.metrics.fidelity import psnr
 
     folder = Path(args.model)
     config = json.loads((folder / "config.json").read_text())
