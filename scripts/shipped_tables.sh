@@ -6,6 +6,7 @@
 #
 #   scripts/shipped_tables.sh            # all tables into results/tables/
 #   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces gan
+#   PEOPLE=all scripts/shipped_tables.sh # ColorVideoVDP / SSIMULACRA 2 on every set, not Kodak only
 #   THREADS=1 scripts/shipped_tables.sh kodak bsds &  THREADS=1 scripts/shipped_tables.sh coco &
 #   BASE=coco-base DECODERS=coco-human,coco-human-li,coco-human-control \
 #     COCO_SET='coco128?take=32:' OUT=results/tables-coco scripts/shipped_tables.sh kodak bsds coco
@@ -21,6 +22,8 @@ CONTROL=${CONTROL:-${DECODERS##*,}}  # the λ_a = 0 control: the last decoder
 COCO_SET=${COCO_SET:-coco128}
 YOLOX="$ICMBRIDGE_DATA/weights/yolox-nano/yolox_nano.onnx"
 THREADS=${THREADS:-}  # torch threads per compare (empty: torch's default)
+# ColorVideoVDP and SSIMULACRA 2 (1–2 s an image and codec) on Kodak only, unless PEOPLE=all
+NOP=$([ "${PEOPLE:-kodak}" = all ] || echo --no-people-metrics)
 run() {
   echo "== $*" >&2
   /usr/bin/time -f "%e s" "$IC" compare --base "$BASE" --decoders "$DECODERS" \
@@ -34,22 +37,23 @@ if pick kodak; then
   run --set kodak --task none --codecs jpeg,webp,avif,heif -o "$OUT/kodak"
 fi
 if pick bsds; then
-  run --set bsds:test --task none --codecs jpeg,avif -o "$OUT/bsds-test"
+  run --set bsds:test --task none --codecs jpeg,avif $NOP -o "$OUT/bsds-test"
 fi
 if pick coco; then
-  run --set "$COCO_SET" --task yolox --task-weights "$YOLOX" --codecs jpeg,avif -o "$OUT/coco128-yolox"
+  run --set "$COCO_SET" --task yolox --task-weights "$YOLOX" --codecs jpeg,avif $NOP -o "$OUT/coco128-yolox"
 fi
 if pick wider; then
-  run --set widerface --task face --codecs jpeg,avif -o "$OUT/wider-mtcnn"
-  run --set widerface --task centerface --codecs jpeg,avif -o "$OUT/wider-centerface"
+  run --set widerface --task face --codecs jpeg,avif $NOP -o "$OUT/wider-mtcnn"
+  run --set widerface --task centerface --codecs jpeg,avif $NOP -o "$OUT/wider-centerface"
 fi
 if pick bsdsfaces; then
-  run --set bsdsfaces:test --task face --codecs jpeg,avif -o "$OUT/bsdsfaces-mtcnn"
-  run --set bsdsfaces:test --task centerface --codecs jpeg,avif -o "$OUT/bsdsfaces-centerface"
+  run --set bsdsfaces:test --task face --codecs jpeg,avif $NOP -o "$OUT/bsdsfaces-mtcnn"
+  run --set bsdsfaces:test --task centerface --codecs jpeg,avif $NOP -o "$OUT/bsdsfaces-centerface"
 fi
 if pick gan; then  # what the adversarial term adds: human paired with the λ_a = 0 control
   for s in kodak bsds:test; do
-    DECODERS="${DECODERS%%,*},$CONTROL" run --set "$s" --task none --codecs '' \
+    people=$([ "$s" = kodak ] || echo "$NOP")
+    DECODERS="${DECODERS%%,*},$CONTROL" run --set "$s" --task none --codecs '' $people \
       --reference "$CONTROL" -o "$OUT/gan-vs-control-${s%%:*}"
   done
 fi

@@ -21,11 +21,12 @@ from icmbridge.imageio import array_to_tensor, tensor_to_array
 
 @pytest.fixture(scope="module")
 def codec() -> ICMCodec:
-    """The shipped base (real weights, real checkerboard) when present, else a random codec."""
+    """A shipped ICMCodec (real weights, real checkerboard) when present, else a random one."""
     from icmbridge.codec.store import available_models, load_codec
 
-    if "base" in available_models():
-        return load_codec("base")
+    for name in ("coco-base", "base"):
+        if name in available_models() and isinstance(c := load_codec(name), ICMCodec):
+            return c
     torch.manual_seed(5)
     c = ICMCodec(CONFIGS["cpu"]).eval()
     c.update(force=True)
