@@ -81,6 +81,7 @@ case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
       # shellcheck disable=SC2086
       train "$R/rate-low" --init weights/base --data "$D" --task face $w --target-bpp 0.12 \
         --lr 1e-4 --warmup 50 --steps 800 --checkpoint-every 200 > "$R/rate-low.log" 2>&1
+      "$IC" export "$R/rate-low" -o weights/base-low --note "face family, low rate point; see weights/base.md"
       finetune "$R/human" "${F[@]}" > "$R/human.log" 2>&1
       finetune "$R/human-li" "${F[@]}" --preset li > "$R/human-li.log" 2>&1
     ) &
@@ -88,11 +89,10 @@ case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
       # shellcheck disable=SC2086
       train "$R/rate-high" --init weights/base --data "$D" --task face $w --target-bpp 0.45 \
         --lr 3e-4 --warmup 50 --steps 1000 --checkpoint-every 200 > "$R/rate-high.log" 2>&1
+      "$IC" export "$R/rate-high" -o weights/base-high --note "face family, high rate point; see weights/base.md"
       finetune "$R/human-control" "${F[@]}" --lambda-a 0 > "$R/human-control.log" 2>&1
     ) &
     wait
-    "$IC" export "$R/rate-low" -o weights/base-low --note "face family, low rate point; see weights/base.md"
-    "$IC" export "$R/rate-high" -o weights/base-high --note "face family, high rate point; see weights/base.md"
     for d in human human-li human-control; do
       "$IC" export "$R/$d" -o "weights/$d" --note "face family decoder for people; see weights/base.md"
     done
