@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -31,13 +32,14 @@ def main() -> None:
     p.add_argument("b", help="codec label (subtrahend), e.g. avif")
     p.add_argument("keys", nargs="+", help="per-image metrics, e.g. psnr cvvdp_jod ssimulacra2")
     args = p.parse_args()
-    codecs = json.load(open(args.results))["codecs"]
+    codecs = json.loads(Path(args.results).read_text())["codecs"]
     for label in (args.a, args.b):
         if label not in codecs:
             p.error(f"{label!r} is not in {args.results} (has: {', '.join(codecs)})")
     for key in args.keys:
         g = paired_gap(codecs[args.a]["images"], codecs[args.b]["images"], key)
-        print(f"{args.a} − {args.b} {key}: {g['diff']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] (n={g['n']})")
+        lo, hi = g["ci"]
+        print(f"{args.a} − {args.b} {key}: {g['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] (n={g['n']})")
 
 
 if __name__ == "__main__":
