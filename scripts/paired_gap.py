@@ -4,8 +4,9 @@
 
 ``compare`` pairs every codec with its reference (``base``); this pairs any two, e.g. a human
 decoder with AVIF at the same bytes: the mean of per-image differences a − b and its 95 %
-bootstrap interval over images (10,000 resamples, seed 0). Image metrics only: a set-level AP
-cannot be split into per-image terms.
+bootstrap interval over images, with the same resampling plan and interval as ``compare``
+(``icmbridge.evaluation.stats``). Image metrics only: a set-level AP cannot be split into
+per-image terms.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from icmbridge.evaluation.stats import interval, mean_replicates, resample_plan
 
-def paired_gap(rows_a: list[dict], rows_b: list[dict], key: str, reps: int = 10_000) -> dict:
+
+def paired_gap(rows_a: list[dict], rows_b: list[dict], key: str) -> dict:
     by_name = {r["name"]: r for r in rows_b}
     d = np.array([ra[key] - by_name[ra["name"]][key] for ra in rows_a], dtype=np.float64)
-    idx = np.random.default_rng(0).integers(0, len(d), size=(reps, len(d)))
-    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
-    return {"diff": float(d.mean()), "ci": [float(lo), float(hi)], "n": len(d)}
+    ci = interval(mean_replicates(d.tolist(), resample_plan(len(d))), float(d.mean()))
+    return {"diff": float(d.mean()), "ci": ci, "n": len(d)}
 
 
 def main() -> None:

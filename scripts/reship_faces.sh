@@ -31,22 +31,16 @@ weights_of() {
   esac
 }
 
-train() {  # train OUT ARGS...: start, or resume if OUT has checkpoints
-  local out=$1; shift
+stage() {  # stage train|finetune OUT ARGS...: start, or resume if OUT has checkpoints
+  local cmd=$1 out=$2; shift 2
   if [ -d "$out/checkpoints/last" ]; then
-    nice -n 5 "$IC" train --out "$out" --resume --threads 1
+    nice -n 5 "$IC" "$cmd" --out "$out" --resume --threads 1
   else
-    nice -n 5 "$IC" train --out "$out" --threads 1 --no-tensorboard "$@"
+    nice -n 5 "$IC" "$cmd" --out "$out" --threads 1 --no-tensorboard "$@"
   fi
 }
-finetune() {
-  local out=$1; shift
-  if [ -d "$out/checkpoints/last" ]; then
-    nice -n 5 "$IC" finetune --out "$out" --resume --threads 1
-  else
-    nice -n 5 "$IC" finetune --out "$out" --threads 1 --no-tensorboard "$@"
-  fi
-}
+train() { stage train "$@"; }
+finetune() { stage finetune "$@"; }
 
 case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
   fork)
