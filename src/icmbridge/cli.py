@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "icmbridge.evaluation.curves",
     "icmbridge.ablate",
     "icmbridge.report.commands",
+    "icmbridge.server.commands",
 ]
 
 
