@@ -6,11 +6,15 @@ the process tree is recorded beside it: it is higher because importing torch/Com
 helper programs (``ldconfig -p``, ``lscpu``) whose short-lived copies of the parent count there.
 The test images are mosaics of the packaged photos at their native scale (offline,
 deterministic), 4:3, at 1, 4, 12 and 50 MP.
-The *floor* is the peak of ``icmbridge info`` on the same file: the interpreter with torch and
-CompressAI imported, which no tiling can lower; the per-megapixel figure is the peak above it.
+Each big-image command is compared with *the same command on a 64² image* (same model, same
+options): that reference holds the interpreter, torch, CompressAI and the model, which no tiling
+can lower, so ``above_64px_mib`` is what the image itself costs. The peak of ``icmbridge info``
+(no model loaded) is recorded too, as ``info_mib``. ``--models`` measures several models in one
+run (e.g. the mean-scale ``base`` and the scale-hyperprior ``coco-base``).
 
-    python benchmarks/memory.py [--sizes 1,4,12,50] [--tile auto|off|PIXELS] [--model base]
-                                [--device cpu|cuda] [--out results/memory.json]
+    python benchmarks/memory.py [--sizes 1,4,12,50] [--tile auto|off|PIXELS]
+                                [--models base,coco-base] [--device cpu|cuda]
+                                [--out results/memory.json]
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ from icmbridge.data.packaged import PHOTOS, load_photo
 
 #: Megapixels → (width, height), 4:3.
 SIZES = {1: (1152, 864), 4: (2304, 1728), 12: (4096, 3072), 50: (8192, 6144)}
+
+
+def size_of(megapixels: str) -> tuple[int, int]:
+    """(width, height) of a size named in ``--sizes``: one of :data:`SIZES`, else 4:3 of about
+    that many megapixels, in multiples of 64 (e.g. ``0.1`` for a quick check)."""
+    mp = float(megapixels)
+    if mp in SIZES:
+        return SIZES[int(mp)]
+    side = max(1, round((mp * 1e6 / 12) ** 0.5 / 16))  # width = 4·16·side, height = 3·16·side
+    return 64 * side, 48 * side
 
 
 def mosaic(width: int, height: int, block: int = 512) -> np.ndarray:
@@ -84,65 +98,76 @@ def run_measured(argv: list[str]) -> dict[str, float]:
     }
 
 
+def measure_model(model: str, sizes: list[str], options: list[str], tmp: Path) -> dict:
+    """Compress/decompress peaks of ``model`` at each size, against the same commands on 64²."""
+    common = ["--model", model, *options]
+    src, coded, decoded = (tmp / n for n in ("in.png", "in.icmb", "out.png"))
+
+    def code(width: int, height: int) -> tuple[dict, dict, int]:
+        Image.fromarray(mosaic(width, height)).save(src, compress_level=1)
+        enc = run_measured(["compress", str(src), "-o", str(coded), *common])
+        dec = run_measured(["decompress", str(coded), "-o", str(decoded), *common])
+        return enc, dec, coded.stat().st_size
+
+    small_enc, small_dec, _ = code(64, 64)
+    info = run_measured(["info", str(coded)])["peak_rss_mib"]
+    rows = []
+    for mp in sizes:
+        width, height = size_of(mp)
+        enc, dec, nbytes = code(width, height)
+        pixels = width * height / 1e6
+        row = {"megapixels": round(pixels, 2), "size": f"{width}x{height}", "bytes": nbytes}
+        for name, r, ref in (("compress", enc, small_enc), ("decompress", dec, small_dec)):
+            r["above_64px_mib"] = round(r["peak_rss_mib"] - ref["peak_rss_mib"], 1)
+            r["coding_s_per_mp"] = round(r["coding_s"] / pixels, 3)
+            row[name] = r
+        rows.append(row)
+        print(
+            f"{model:>10} {row['size']:>10} ({pixels:5.1f} MP): compress "
+            f"{enc['peak_rss_mib']:5.0f} MiB (+{enc['above_64px_mib']:.0f}) "
+            f"{enc['coding_s']:6.2f} s | decompress {dec['peak_rss_mib']:5.0f} MiB "
+            f"(+{dec['above_64px_mib']:.0f}) {dec['coding_s']:6.2f} s",
+            flush=True,
+        )
+        for f in (src, coded, decoded):
+            f.unlink(missing_ok=True)
+    return {
+        "model": model,
+        "reference_64px": {"compress": small_enc, "decompress": small_dec},
+        "info_mib": info,
+        "rows": rows,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,4,12,50", help="megapixels, from 1, 4, 12, 50")
+    parser.add_argument("--sizes", default="1,4,12,50", help="megapixels: 1, 4, 12, 50, or any")
     parser.add_argument("--tile", default=None, help="passed to --tile (default: automatic)")
-    parser.add_argument("--model", default="base")
+    parser.add_argument("--models", default="base,coco-base", help="models, comma separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (transforms only)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="results/memory.json")
     args = parser.parse_args()
 
-    common = ["--model", args.model, "--threads", str(args.threads)]
+    options = ["--threads", str(args.threads)]
     if args.device != "cpu":
-        common += ["--device", args.device]
+        options += ["--device", args.device]
     if args.tile is not None:
-        common += ["--tile", args.tile]
-    rows = []
+        options += ["--tile", args.tile]
+    sizes = args.sizes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for mp in (int(s) for s in args.sizes.split(",")):
-            width, height = SIZES[mp]
-            src, coded, decoded = (Path(tmp) / n for n in ("in.png", "in.icmb", "out.png"))
-            Image.fromarray(mosaic(width, height)).save(src, compress_level=1)
-            enc = run_measured(["compress", str(src), "-o", str(coded), *common])
-            dec = run_measured(["decompress", str(coded), "-o", str(decoded), *common])
-            floor = run_measured(["info", str(coded)])
-            pixels = width * height / 1e6
-            row = {
-                "megapixels": round(pixels, 2),
-                "size": f"{width}x{height}",
-                "bytes": coded.stat().st_size,
-                "floor_mib": floor["peak_rss_mib"],
-                "compress": enc,
-                "decompress": dec,
-            }
-            for name in ("compress", "decompress"):
-                r = row[name]
-                r["coding_s_per_mp"] = round(r["coding_s"] / pixels, 3)
-                r["mib_per_mp_above_floor"] = round(
-                    (r["peak_rss_mib"] - row["floor_mib"]) / pixels, 1
-                )
-            rows.append(row)
-            print(
-                f"{row['size']:>10} ({pixels:5.1f} MP): compress {enc['peak_rss_mib']:5.0f} MiB "
-                f"{enc['coding_s']:6.2f} s | decompress {dec['peak_rss_mib']:5.0f} MiB "
-                f"{dec['coding_s']:6.2f} s | floor {row['floor_mib']:.0f} MiB",
-                flush=True,
-            )
-            for f in (src, coded, decoded):
-                f.unlink(missing_ok=True)
+        models = [measure_model(m, sizes, options, Path(tmp)) for m in args.models.split(",")]
     result = {
         "benchmark": "memory",
         "note": "coding_s: the transform and entropy coding time the command prints; wall_s "
-        "adds interpreter start and PNG reading/writing; peak_rss_mib: the process's VmHWM",
+        "adds interpreter start and PNG reading/writing; peak_rss_mib: the process's VmHWM; "
+        "above_64px_mib: the peak above the same command on a 64x64 image",
         "tile": args.tile or "auto",
-        "model": args.model,
         "device": args.device,
         "threads": args.threads,
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "rows": rows,
+        "models": models,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -226,3 +226,91 @@ def test_cli_device_refused_clearly(tmp_path, astronaut, capsys) -> None:
         assert main(["compress", str(src), "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "a.icmb").exists()
+
+
+def test_table_indexes_equal_compressai_build_indexes(codec) -> None:
+    gc = codec.gaussian_conditional
+    table = gc.scale_table.double()
+    scales = torch.cat(
+        [
+            table,  # exactly on an entry: `<=` counts it
+            table * (1 + 1e-12),
+            table * (1 - 1e-12),
+            torch.rand(20000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+            * 300,
+            torch.tensor([0.0, -3.0, 1e12], dtype=torch.float64),
+        ]
+    ).reshape(1, 1, -1, 1)
+    for s in (scales, scales.float()):
+        assert torch.equal(rans.table_indexes(gc, s), gc.build_indexes(s))
+
+
+@pytest.fixture(scope="module")
+def mean_scale():
+    """The shipped mean-scale base when present, else a random mbt2018-mean."""
+    from icmbridge.codec.archs import build_arch
+    from icmbridge.codec.store import available_models, load_codec
+
+    if "base" in available_models() and (c := load_codec("base")).arch == "mbt2018-mean":
+        return c
+    torch.manual_seed(6)
+    c = build_arch("mbt2018-mean", {"N": 32, "M": 48}).eval()
+    c.update(force=True)
+    return c
+
+
+def test_mean_scale_hyper_path_tiles_equal_compressai_whole(mean_scale) -> None:
+    """μ̂ and table indexes over fixed ẑ tiles: those of one float64 h_s pass over all of ẑ."""
+    codec = mean_scale
+    gen = torch.Generator().manual_seed(2)
+    z_hat = torch.round(torch.randn(1, int(codec.N), 19, 37, generator=gen) * 3)
+    means, indexes = codec._coding_params(z_hat)  # 3 × 2 tiles of 16 cells
+    with torch.no_grad():
+        scales, whole_means = codec.float64_copy("h_s")(z_hat.double()).chunk(2, 1)
+    assert means.shape == indexes.shape == (1, int(codec.M), 76, 148)
+    assert indexes.dtype == torch.int32 and means.dtype == torch.float32
+    assert torch.equal(indexes, codec.gaussian_conditional.build_indexes(scales))
+    assert torch.equal(means, whole_means.float())
+
+
+def _big_mosaic(width: int, height: int) -> torch.Tensor:
+    """A uint8 (1, 3, H, W) mosaic of the packaged photos (real texture, deterministic)."""
+    from icmbridge.data.packaged import PHOTOS, load_photo
+
+    photos = [p for p in (load_photo(n) for n in PHOTOS) if p is not None]
+    out = np.full((height, width, 3), 128, np.uint8)
+    k = 0
+    for y in range(0, height, 512):
+        for x in range(0, width, 512):
+            p = photos[k % len(photos)][:512, :512]
+            k += 1
+            h, w = min(p.shape[0], height - y), min(p.shape[1], width - x)
+            out[y : y + h, x : x + w] = p[:h, :w]
+    return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["base", "coco-base"])
+def test_12mp_codes_alike_in_every_tile_and_thread_setting(model) -> None:
+    """12.6 MP: one bitstream whatever the tiles and threads; its pixels identical across thread
+    counts, and across tile settings within one grey level (float summation order)."""
+    from icmbridge.codec.store import available_models, load_codec
+
+    if model not in available_models():
+        pytest.skip(f"weights/{model} not shipped")
+    codec = load_codec(model)
+    x = _big_mosaic(4096, 3072)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        data = bitstream.encode(codec, x)  # automatic: 384-pixel tiles
+        torch.set_num_threads(2)
+        assert bitstream.encode(codec, x, tile=512) == data
+        one = bitstream.decode(codec, data, dtype=torch.uint8)
+        torch.set_num_threads(1)
+        assert torch.equal(bitstream.decode(codec, data, dtype=torch.uint8), one)
+        other = bitstream.decode(codec, data, tile=512, dtype=torch.uint8)
+    finally:
+        torch.set_num_threads(before)
+    assert one.shape == (1, 3, 3072, 4096)
+    assert (one.int() - other.int()).abs().max() <= 1

@@ -62,7 +62,7 @@ from icmbridge.codec.model import (
     fixed_threads,
     pad_to_multiple,
 )
-from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
+from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent, table_indexes
 from icmbridge.errors import InputError
 
 
@@ -99,19 +99,8 @@ class CompressAIRecipe(CodecContract):
         return out
 
     # ------------------------------------------------------------------ coding path
-    def _hyper(self, y: Tensor) -> tuple[list[bytes], Tensor]:
-        """ẑ's string and the float64 output of the hyper-synthesis from it (one image)."""
-        z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
-        z_strings = self.entropy_bottleneck.compress(z)  # type: ignore[attr-defined]
-        return z_strings, self._hyper_params(z_strings, tuple(z.shape[-2:]))
-
     def _hyper_input(self, y: Tensor) -> Tensor:
         return y
-
-    def _hyper_params(self, z_strings: list[bytes], shape: tuple[int, int]) -> Tensor:
-        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)  # type: ignore
-        with fixed_threads(self.decode_threads or 1):
-            return self.float64_copy("h_s")(z_hat.to(device="cpu", dtype=torch.float64))
 
     def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
         """(strings, ŷ) of one image's latent ``y`` (1, M, h, w)."""
@@ -158,26 +147,42 @@ class FactorizedRecipe(CompressAIRecipe):
 
 
 class ScaleRecipe(CompressAIRecipe):
-    """bmshj2018-hyperprior: zero-mean Gaussians of scales σ̂ = h_s(ẑ), ŷ = round(y)."""
+    """bmshj2018-hyperprior: zero-mean Gaussians of scales σ̂ = h_s(ẑ), ŷ = round(y).
+
+    σ̂ (and μ̂ below) come from :meth:`hyper_synthesis` over fixed tiles of ẑ, so a big image
+    never holds the float64 parameters whole; the latent is shifted and coded in place.
+    """
+
+    hyper_halo = 2  # h_s: 2 × (deconv k5 s2) and a k3 conv, as ICMCodec's
 
     def _hyper_input(self, y: Tensor) -> Tensor:
         return torch.abs(y)
 
-    def _means_and_indexes(self, params: Tensor) -> tuple[Tensor | None, Tensor]:
-        return None, self.gaussian_conditional.build_indexes(params)  # type: ignore
+    def _coding_params(self, z_hat: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(μ̂ float32 or None, CDF table indexes int32) of ŷ from ẑ."""
+        m = int(self.M)  # type: ignore[attr-defined]
+        gc = self.gaussian_conditional  # type: ignore[attr-defined]
+        return None, self.hyper_synthesis(z_hat, m, torch.int32, lambda p: table_indexes(gc, p))
+
+    def _z_hat(self, z_strings: list[bytes], shape: tuple[int, int]) -> Tensor:
+        return self.entropy_bottleneck.decompress(z_strings, shape)  # type: ignore[attr-defined]
 
     def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
-        z_strings, params = self._hyper(y)
-        means, indexes = self._means_and_indexes(params)
-        shifted = y.cpu() if means is None else y.cpu() - means
+        z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
+        z_strings = self.entropy_bottleneck.compress(z)  # type: ignore[attr-defined]
+        means, indexes = self._coding_params(self._z_hat(z_strings, tuple(z.shape[-2:])))
+        del z
+        shifted = y.cpu() if means is None else y.cpu() - means  # a new tensor with means
         y_strings = encode_latent(self.gaussian_conditional, shifted, indexes)  # type: ignore
-        y_hat = torch.round(shifted)
-        return [y_strings, z_strings], y_hat if means is None else y_hat + means
+        del indexes
+        y_hat = torch.round(shifted) if means is None else shifted.round_().add_(means)
+        return [y_strings, z_strings], y_hat
 
     def latent_from_strings(self, strings: list[list[bytes]], shape: tuple[int, int]) -> Tensor:
-        means, indexes = self._means_and_indexes(self._hyper_params(strings[1], shape))
+        means, indexes = self._coding_params(self._z_hat(strings[1], shape))
         y_hat = decode_latent(self.gaussian_conditional, strings[0], indexes)  # type: ignore
-        return y_hat if means is None else y_hat + means
+        del indexes
+        return y_hat if means is None else y_hat.add_(means)
 
 
 class MeanScaleRecipe(ScaleRecipe):
@@ -186,9 +191,16 @@ class MeanScaleRecipe(ScaleRecipe):
     def _hyper_input(self, y: Tensor) -> Tensor:
         return y
 
-    def _means_and_indexes(self, params: Tensor) -> tuple[Tensor | None, Tensor]:
-        scales, means = params.chunk(2, 1)
-        return means.float(), self.gaussian_conditional.build_indexes(scales)  # type: ignore
+    def _coding_params(self, z_hat: Tensor) -> tuple[Tensor | None, Tensor]:
+        m = int(self.M)  # type: ignore[attr-defined]
+        gc = self.gaussian_conditional  # type: ignore[attr-defined]
+
+        def finish(params: Tensor) -> Tensor:  # indexes (small integers, exact) beside μ̂
+            scales, means = params.chunk(2, 1)
+            return torch.cat([table_indexes(gc, scales).float(), means.float()], 1)
+
+        both = self.hyper_synthesis(z_hat, 2 * m, torch.float32, finish)
+        return both[:, m:], both[:, :m].int()
 
 
 class AutoregressiveRecipe(MeanScaleRecipe):
@@ -198,6 +210,20 @@ class AutoregressiveRecipe(MeanScaleRecipe):
     parameters and the Gaussian conditional, on one thread: the decoder's means and table
     indexes, hence ŷ and the next positions' contexts, are those the encoder computed.
     """
+
+    def _hyper(self, y: Tensor) -> tuple[list[bytes], Tensor]:
+        """ẑ's string and the float64 output of the hyper-synthesis from it (one image): the
+        serial loops need them whole."""
+        z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
+        z_strings = self.entropy_bottleneck.compress(z)  # type: ignore[attr-defined]
+        return z_strings, self._hyper_params(z_strings, tuple(z.shape[-2:]))
+
+    def _hyper_params(self, z_strings: list[bytes], shape: tuple[int, int]) -> Tensor:
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)  # type: ignore
+        with fixed_threads(self.decode_threads or 1):
+            return self.float64_copy("h_s")(z_hat.to(device="cpu", dtype=torch.float64))
+
+    hyper_halo = None  # the serial loops hold the hyper-parameters whole
 
     def _ar_modules(self) -> types.SimpleNamespace:
         return types.SimpleNamespace(
@@ -350,3 +376,25 @@ def canonicalize(codec: CodecContract) -> None:
         for module in codec.modules():  # type: ignore[attr-defined]
             if isinstance(module, MaskedConv2d):
                 module.weight.mul_(module.mask)
+
+
+def compressai_peer(codec: CodecContract) -> CompressionModel:
+    """CompressAI's own class for ``codec``'s architecture, holding the same weights and tables.
+
+    The class is the CompressAI model the codec's class derives from (ICMCodec: its module names
+    and layers are ``ScaleHyperprior``'s), so the peer codes with CompressAI's own ``compress`` /
+    ``decompress`` what ours codes through the container: the speed and memory benchmarks'
+    reference, built from whatever model they load.
+    """
+    if isinstance(codec, ICMCodec):
+        base: type = ScaleHyperprior
+    else:
+        base = next(
+            (c for c in type(codec).__mro__ if c.__module__.startswith("compressai.models")),
+            None,
+        )
+        if base is None:
+            raise InputError(f"{codec.arch}: no CompressAI class to compare with")
+    peer = base(**codec.sizes())
+    peer.load_state_dict(codec.state_dict())
+    return peer.eval()

@@ -36,7 +36,7 @@ from compressai.models.base import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
-from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent
+from icmbridge.codec.rans import bounded_string, decode_latent, encode_latent, table_indexes
 from icmbridge.codec.tiling import (
     resolve_tile,
     tiled_analysis,
@@ -141,6 +141,12 @@ class CodecContract:
     #: image at once.
     analysis_halo: int | None = None
     synthesis_halo: int | None = None
+    #: The hyper-synthesis runs over fixed tiles of this many ẑ cells (1024 pixels) with a halo of
+    #: ``hyper_halo`` cells where that is known (None: whole ẑ at once). Fixed, never the user's
+    #: tile setting: encoder and decoder compute alike, and images up to 1024 pixels a side see
+    #: one tile, i.e. the whole-image computation.
+    hyper_tile = 16
+    hyper_halo: int | None = None
 
     config: CodecConfig
     _frozen_prefixes: tuple[str, ...]
@@ -354,6 +360,36 @@ class CodecContract:
             cache[name] = cached = (key, copied)
         return cached[1]
 
+    def hyper_synthesis(
+        self,
+        z_hat: Tensor,
+        channels: int,
+        dtype: torch.dtype,
+        finish: Callable[[Tensor], Tensor],
+    ) -> Tensor:
+        """``finish(h_s(ẑ))`` in float64 on the CPU, over fixed tiles of ẑ (see ``hyper_tile``).
+
+        Whatever selects a CDF table or shifts a latent comes from here. ``finish`` maps a tile's
+        float64 parameters to what coding keeps (``channels`` maps of ``dtype``), so a big
+        image never holds float64 parameters, or their im2col buffers, whole.
+        """
+        stride = self.downsampling // self.upsampling
+        zh, zw = z_hat.shape[-2:]
+        tile = self.hyper_tile if self.hyper_halo is not None else 0
+        with fixed_threads(self.decode_threads or 1):
+            return tiled_upsampling(
+                self.float64_copy("h_s"),
+                z_hat.to(device="cpu", dtype=torch.float64),
+                (zh * stride, zw * stride),
+                channels,
+                stride,
+                tile,
+                self.hyper_halo or 0,
+                dtype,
+                finish=finish,
+                channels_last=False,  # the float64 path stays what every decoder computes
+            )
+
     def latent_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial shape of the first string's latent (ẑ, or ŷ without hyper-prior)."""
         d = self.downsampling
@@ -406,10 +442,7 @@ class ICMCodec(CodecContract, CompressionModel):
     #: 16-pixel cell (4 × k5 s2), a decoded pixel sees latents within ±2 cells.
     analysis_halo = 2
     synthesis_halo = 2
-    #: The hyper-synthesis runs over tiles of this many ẑ cells (1024 pixels) with a 2-cell halo,
-    #: always: images up to 1024 pixels a side see one tile, i.e. the whole-image computation.
-    hyper_tile = 16
-    hyper_halo = 2
+    hyper_halo = 2  # h_s: 2 × k5 s2 and a k3 conv, as g_s's halo
     #: CPU threads of the synthesis transform when decoding bitstreams: a fixed number makes the
     #: decoded pixels identical whatever the caller's thread setting or batch (None: don't fix).
     decode_threads: int | None = 2
@@ -494,26 +527,10 @@ class ICMCodec(CodecContract, CompressionModel):
 
     # ------------------------------------------------------------------ coding path
     def _coding_indexes(self, z_hat: Tensor) -> Tensor:
-        """CDF table indexes of ŷ from ẑ, via σ̂ = h_s(ẑ) in float64 on the CPU.
-
-        float64 makes the indexes identical on every decoder (no flip at a table boundary from a
-        float32 summation order). h_s runs over fixed tiles of ẑ with an exact halo, whatever
-        the image tile setting, so encoder and decoder compute alike and a 50 MP image never
-        holds float64 scales (or their im2col buffers) whole.
-        """
-        stride = self.downsampling // self.upsampling
-        zh, zw = z_hat.shape[-2:]
-        return tiled_upsampling(
-            self.float64_copy("h_s"),
-            z_hat.to(device="cpu", dtype=torch.float64),
-            (zh * stride, zw * stride),
-            self.config.M,
-            stride,
-            self.hyper_tile,
-            self.hyper_halo,
-            torch.int32,
-            finish=self.gaussian_conditional.build_indexes,
-            channels_last=False,  # the float64 path stays the computation every decoder does
+        """CDF table indexes of ŷ from ẑ, via σ̂ = h_s(ẑ) (:meth:`hyper_synthesis`, float64)."""
+        gc = self.gaussian_conditional
+        return self.hyper_synthesis(
+            z_hat, self.config.M, torch.int32, lambda p: table_indexes(gc, p)
         )
 
     @torch.no_grad()
