@@ -33,6 +33,7 @@ import queue
 import random
 import re
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -121,17 +123,20 @@ def bitstreams(n: int, size: int, offset: int = 0) -> list[bytes]:
     torch.set_num_threads(1)
     codec = load_codec("base")
     photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
-    out = []
-    for k in range(offset, offset + n):
-        photo = photos[k % len(photos)]
+    rng = random.Random(offset)
+    out: list[bytes] = []
+    seen: set[bytes] = set()
+    while len(out) < n:
+        photo = photos[rng.randrange(len(photos))]
         h, w = photo.shape[:2]
-        y, x = (k * 37) % (h - size), (k * 53) % (w - size)
+        y, x = rng.randrange(h - size), rng.randrange(w - size)
         crop = photo[y : y + size, x : x + size]
-        if k // len(photos) % 2:
+        if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        out.append(bitstream.encode(codec, array_to_tensor(crop.copy())))
-    if len(set(out)) != n:
-        raise RuntimeError("crops collide; pick other offsets")
+        data = bitstream.encode(codec, array_to_tensor(crop.copy()))
+        if data not in seen:  # distinct bytes: every upload is a new image
+            seen.add(data)
+            out.append(data)
     return out
 
 
@@ -359,9 +364,15 @@ def broken_images(rng: random.Random) -> tuple[str, bytes]:
         for _ in range(rng.randint(1, 16)):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         return kind, bytes(raw)
-    buf = io.BytesIO()  # a tiny file announcing 40000 x 40000 pixels
-    Image.new("1", (40000, 40000)).save(buf, "PNG")
-    return kind, buf.getvalue()
+
+    # a 60-byte PNG announcing 40000 x 40000 pixels (IHDR, an empty IDAT, IEND)
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 1, 0, 0, 0, 0)
+    return kind, b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(
+        b"IEND", b""
+    )
 
 
 def run_hostile(args: argparse.Namespace, root: Path) -> dict:

@@ -194,6 +194,19 @@ def test_image_upload_is_encoded_like_cli_compress(client, image_dir: Path, tmp_
     assert raw.status_code == 200 and raw.json()["id"] == rec["id"]
 
 
+def test_tiny_images_are_stored_without_detections(client, engine) -> None:
+    """1×N images are valid bitstreams; the face detector cannot scan them (it raises)."""
+    from icmbridge.codec import bitstream
+
+    for h, w in [(1, 64), (13, 13)]:
+        data = bitstream.encode(engine.base, torch.rand(1, 3, h, w))
+        r = client.post("/v1/images", content=data, headers=AUTH)
+        assert r.status_code == 201 and r.json()["detections"] == [], r.text
+        view = client.get(f"/v1/images/{r.json()['id']}/view", headers=AUTH)
+        with Image.open(io.BytesIO(view.content)) as im:
+            assert im.size == (w, h)
+
+
 def test_paging(client, streams) -> None:
     for data in streams.values():
         client.post("/v1/images", content=data, headers=AUTH)
