@@ -169,8 +169,10 @@ class ScaleRecipe(CompressAIRecipe):
 
     def _encode_latent(self, y: Tensor) -> tuple[list[list[bytes]], Tensor]:
         z = self.h_a(self._hyper_input(y))  # type: ignore[attr-defined]
-        z_strings = self.entropy_bottleneck.compress(z)  # type: ignore[attr-defined]
-        means, indexes = self._coding_params(self._z_hat(z_strings, tuple(z.shape[-2:])))
+        eb = self.entropy_bottleneck  # type: ignore[attr-defined]
+        z_strings = eb.compress(z)
+        # what the decoder's rANS decode of z_strings gives, without decoding: round(z − m) + m
+        means, indexes = self._coding_params(eb.quantize(z, "dequantize", eb._get_medians()))
         del z
         shifted = y.cpu() if means is None else y.cpu() - means  # a new tensor with means
         y_strings = encode_latent(self.gaussian_conditional, shifted, indexes)  # type: ignore
