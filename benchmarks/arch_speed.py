@@ -32,6 +32,7 @@ import torch
 from skimage import data
 
 from icmbridge.codec import bitstream
+from icmbridge.codec.archs import compressai_peer
 from icmbridge.codec.importing import import_checkpoint
 from icmbridge.imageio import array_to_tensor
 
@@ -65,8 +66,7 @@ def measure(arch: str, x: torch.Tensor, n: int, m: int, reps: int, checkpoint: s
             checkpoint = str(Path(tmp) / "peer.pth.tar")
             torch.save({"state_dict": peer.state_dict()}, checkpoint)
         ours = import_checkpoint(arch, checkpoint)
-    peer = PEERS[arch](int(ours.N), int(ours.M)).eval()
-    peer.load_state_dict(ours.state_dict())  # the imported weights and CDF tables
+    peer = compressai_peer(ours)  # CompressAI's class, the imported weights and CDF tables
     times: dict[str, list[float]] = {
         k: [] for k in ("ours_enc", "peer_enc", "ours_dec", "peer_dec")
     }
