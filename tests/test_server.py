@@ -318,24 +318,35 @@ def test_queue_bound_answers_503(engine, streams, tmp_path: Path) -> None:
         return real(data)
 
     results: list[int] = []
+    limiter = app.state.model_limiter
+
+    def wait_for(check) -> None:
+        deadline = time.time() + 60
+        while not check(limiter.statistics()) and time.time() < deadline:
+            time.sleep(0.01)
+
     with TestClient(app) as c:
         engine.detect = slow_detect  # type: ignore[method-assign]
+        workers = [
+            threading.Thread(target=lambda d=d: results.append(
+                c.post("/v1/images", content=d, headers=AUTH).status_code))
+            for d in list(streams.values())[:3]
+        ]  # fmt: skip
         try:
-            workers = [
-                threading.Thread(target=lambda d=d: results.append(
-                    c.post("/v1/images", content=d, headers=AUTH).status_code))
-                for d in list(streams.values())[:3]
-            ]  # fmt: skip
-            for w in workers:
-                w.start()
-                time.sleep(0.3)
+            workers[0].start()
+            wait_for(lambda st: st.borrowed_tokens == 1)  # the first one holds the models
+            workers[1].start()
+            wait_for(lambda st: st.tasks_waiting == 1)  # the second one fills the queue
+            workers[2].start()
+            workers[2].join(60)  # the third one is turned away at once
+            assert results == [503]
             assert c.get("/healthz").status_code == 200
         finally:
             gate.set()
             for w in workers:
                 w.join(60)
             engine.detect = real  # type: ignore[method-assign]
-    assert sorted(results)[-1] == 503 and 201 in results, results
+    assert sorted(results) == [201, 201, 503], results
 
 
 # -- the store, on SQLite and PostgreSQL -----------------------------------------------------------

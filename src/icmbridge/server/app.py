@@ -237,6 +237,7 @@ def create_app(config: ServerConfig, engine: Engine | None = None, store: Store 
         openapi_url=None,
     )
     app.state.engine, app.state.store, app.state.config = engine, store, config
+    app.state.model_limiter = model_limiter
 
     async def on_models(fn: Callable[..., T], *args: Any) -> T:
         """Run model work in a worker thread; 503 when the queue in front of it is full."""
