@@ -130,6 +130,14 @@ def test_face_predict_on_image_without_faces(face_task):
     assert preds[0]["boxes"].shape == (0, 4)
 
 
+@pytest.mark.parametrize("hw", [(1, 64), (13, 13), (14, 200)])
+def test_face_predict_on_images_smaller_than_its_window(face_task, hw):
+    """Below MTCNN's smallest face there is nothing to find: empty results, not an exception."""
+    out = face_task.predict(torch.rand(2, 3, *hw))
+    assert [len(o["boxes"]) for o in out] == [0, 0]
+    assert out[0]["boxes"].shape == (0, 4) and out[0]["labels"].dtype == torch.int64
+
+
 def test_feature_distance(face_task, face_batch):
     _, x = face_batch
     assert feature_distance(face_task, x, x) == 0.0

@@ -34,8 +34,6 @@ T = TypeVar("T")
 BITSTREAM_TYPE = "application/x-icmbridge"
 DEFAULT_MAX_BODY = 64 * 2**20
 DECODERS = ("human", "machine")
-#: Images with a side below this many pixels get no detections if the task network fails on them.
-TOO_SMALL_TO_DETECT = 32
 
 
 @dataclass
@@ -109,14 +107,7 @@ class Engine:
         height, width = x.shape[-2:]
         if self.task is None:
             return width, height, []
-        try:
-            pred = self.task.predict(x.float().div_(255))[0]
-        except (ValueError, RuntimeError):
-            # MTCNN (facenet-pytorch) raises on images under its 12-px window instead of finding
-            # nothing; a detector cannot find anything in an image that small anyway.
-            if min(height, width) >= TOO_SMALL_TO_DETECT:
-                raise
-            return width, height, []
+        pred = self.task.predict(x.float().div_(255))[0]
         found = [
             Detection(tuple(float(v) for v in box), float(score), int(label))  # type: ignore[arg-type]
             for box, score, label in zip(

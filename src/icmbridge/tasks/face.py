@@ -228,6 +228,15 @@ class FaceTask(MachineTask):
     @torch.no_grad()
     def predict(self, images: Tensor) -> list[dict[str, Tensor]]:
         check_images(images)
+        empty = {
+            "boxes": torch.zeros(0, 4),
+            "scores": torch.zeros(0),
+            "labels": torch.zeros(0, dtype=torch.int64),
+        }
+        if min(images.shape[-2:]) < self.mtcnn.min_face_size:
+            # MTCNN's pyramid starts at 12 / min_face_size: a smaller image has no scale to
+            # search (facenet-pytorch raises instead of finding nothing)
+            return [dict(empty) for _ in range(len(images))]
         hwc = torch.round(images.clamp(0, 1) * 255.0).permute(0, 2, 3, 1).to(self.device)
         batch_boxes, batch_probs = self.mtcnn.detect(hwc)
         out = []
