@@ -120,11 +120,11 @@ def test_presets_fill_unset_options_only(tmp_path, tiny_model_dir) -> None:
                 "1",
                 "--preset",
                 "li",
-                *QUICK[:-2],
+                *QUICK[2:-2],
             ]
         )
         == 0
-    )  # QUICK minus its --lr
+    )  # QUICK minus its --preset and --lr
     import json
 
     cfg = json.loads((run / "run.json").read_text())

@@ -139,7 +139,7 @@ def run_ablation(
     from icmbridge.evaluation.core import task_reference
     from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
-    from icmbridge.train.finetune import FinetuneConfig, finetune
+    from icmbridge.train.finetune import PAPER_RECIPE, FinetuneConfig, finetune
     from icmbridge.train.runtime import Checkpoints
 
     if steps < 1 or n_images < 1:
@@ -161,7 +161,7 @@ def run_ablation(
     decoders: dict[str, str] = {}
     for i, (part, label, opts) in enumerate(todo, 1):
         run_dir = out / "runs" / _slug(label)
-        cfg = replace(
+        cfg = replace(  # the paper's rows: its recipe, then the row's change
             FinetuneConfig(
                 out=str(run_dir),
                 base=base,
@@ -171,7 +171,7 @@ def run_ablation(
                 checkpoint_every=max(steps // 4, 1),
                 **({"data": list(data)} if data else {}),
             ),
-            **opts,
+            **{**{k: v for k, v in PAPER_RECIPE.items() if k not in ("steps", "crop")}, **opts},
         )
         identity = json.dumps({k: v for k, v in asdict(cfg).items() if k != "out"}, sort_keys=True)
         row = {"part": part, "config": label, "key": _slug(label), "options": opts}

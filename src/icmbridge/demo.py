@@ -2,8 +2,8 @@
 
 1. compress the demo images (the held-out face benchmark) with the shipped ``base`` codec into
    real ``.icmb`` files;
-2. finetune the first decoder layers live from ``base`` for a few minutes (the paper's method at
-   work);
+2. train a decoder for people live from ``base`` for a few minutes (``icmbridge finetune``'s
+   default: the base's decoder plus a refinement CNN, on ŷ of the training images cached once);
 3. decode the same files with the machine decoder (``base``), the human decoders (``human``,
    ``human-li``) and the live one — one bitstream, several decoders;
 4. code the images with JPEG / WebP / AVIF at the base codec's rate, image by image, and apply the
@@ -153,8 +153,8 @@ def run_demo(
         from icmbridge.train.finetune import FinetuneConfig, finetune
 
         _say(
-            f"[1/3] live PatchGAN finetune of {base}'s first 2 decoder layers, "
-            f"{finetune_steps} steps"
+            f"[1/3] live training of a decoder for people on {base}'s bitstreams "
+            f"(finetune's default recipe), {finetune_steps} steps"
         )
         cfg = FinetuneConfig(
             out=str(out / "live-finetune"),
@@ -186,10 +186,10 @@ def run_demo(
     )
     descriptions = {
         "base": f"machine decoder of {base} (writes the bitstreams)",
-        "human": "human decoder: first 2 decoder layers PatchGAN-finetuned (shipped)",
+        "human": "human decoder: base's decoder + refinement CNN, trained for people (shipped)",
         "human-li": "human decoder, low-impact setting (shipped)",
-        "live-finetune": f"first 2 decoder layers finetuned live in this demo ({finetune_steps} "
-        "steps)",
+        "live-finetune": f"decoder for people trained live in this demo ({finetune_steps} "
+        "steps, finetune's default recipe)",
         "base+gaussian": f"base decoder + Gaussian filter (searched on {filter_set})",
         "base+bilateral": f"base decoder + bilateral filter (searched on {filter_set})",
     }

@@ -23,8 +23,9 @@ from icmbridge.utils.atomic import atomic_directory
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "icmbridge-codec"
-#: Newest model-folder format read: 1 = our icm architecture, 2 = any architecture (``arch``).
-FORMAT_VERSION = 2
+#: Newest model-folder format read: 1 = our icm architecture, 2 = any architecture (``arch``),
+#: 3 = a human decoder whose synthesis differs from the base's (``decoder``, see .decoders).
+FORMAT_VERSION = 3
 
 
 def weights_dir() -> Path:
@@ -100,6 +101,10 @@ def load_codec(
             codec = build_arch(arch, dict(cfg["codec"]))
     except (KeyError, TypeError) as exc:
         raise InputError(f"{folder / CONFIG_FILE}: bad codec sizes ({exc})") from None
+    if cfg.get("decoder"):  # a human decoder whose synthesis differs from the base's
+        from icmbridge.codec.decoders import install_decoder
+
+        install_decoder(codec, cfg["decoder"])
     try:
         codec.load_state_dict(state)
     except RuntimeError as exc:
@@ -148,11 +153,17 @@ def write_model(
     cfg = {
         "format": FORMAT,
         # icm folders stay version 1 (older releases read them); others need this release.
-        "format_version": 1 if codec.arch == "icm" else FORMAT_VERSION,
+        "format_version": 1 if codec.arch == "icm" else 2,
         "arch": codec.arch,
         "codec": codec.sizes(),
         "meta": meta or {},
     }
+    from icmbridge.codec.decoders import decoder_spec
+
+    spec = decoder_spec(codec)
+    if spec.arch != "same":  # only then version 3: older releases say "upgrade", not a KeyError
+        cfg["decoder"] = spec.to_dict()
+        cfg["format_version"] = 3
     (folder / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

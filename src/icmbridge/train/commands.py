@@ -151,28 +151,56 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     d = FinetuneConfig(out="")
     p = sub.add_parser(
         "finetune",
-        help="PatchGAN-finetune the first decoder layers (the human decoder)",
+        help="train a decoder for people on a base's bitstreams (the human decoder)",
         description=(
-            "Finetune only the first synthesis layers of --base against a PatchGAN\n"
-            "discriminator on random patches (Le et al., ICIP 2022). Encoder and entropy models\n"
-            "stay frozen: the result decodes the base codec's bitstreams byte for byte.\n"
-            "  loss_G = λ_mse·MSE + λ_a·adv (+ λ_task·task),  loss_D = adv(real, fake)\n"
-            f"Defaults: layers {d.layers}, {d.patches} patches of {d.patch_size}², λ_a "
-            f"{d.lambda_a}, {d.gan_mode}, D norm {d.d_norm}, {d.steps} steps of "
-            f"{d.batch_size}×{d.crop}², lr G {d.lr} / D {d.lr_d}.\n"
-            "Presets: " + "; ".join(f"{k} = {v}" for k, v in PRESETS.items())
+            "Train a human decoder on --base's bitstreams: encoder and entropy models stay\n"
+            "frozen, so the result decodes the base codec's files byte for byte. The decoder may\n"
+            "differ from the base's (--decoder refine: the base's g_s + a full-resolution\n"
+            "residual CNN, initialised to the base's output). With the encoder frozen, ŷ of\n"
+            "the training images is computed once (--cache) and steps run the decoder only.\n"
+            "  loss_G = λ_mse·MSE + λ_msssim·(1−MS-SSIM) + λ_freq·spectrum + λ_a·adv\n"
+            "           (+ λ_task·task),  loss_D = adv(real, fake)  (no D at λ_a = 0)\n"
+            f"Defaults: decoder {d.decoder} ({d.decoder_channels} ch × {d.decoder_blocks} "
+            f"blocks), layers {d.layers}, λ_a {d.lambda_a}, λ_msssim {d.lambda_msssim}, "
+            f"{d.steps} steps of {d.batch_size}×{d.crop}², lr {d.lr}.\n"
+            "--preset paper: the paper's recipe (Le et al., ICIP 2022: first 2 layers of the\n"
+            "base's own decoder, PatchGAN on 3×128² patches, λ_a 1e-3); --preset li: its\n"
+            "low-impact row. Presets: " + "; ".join(f"{k} = {v}" for k, v in PRESETS.items())
         ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("--base", help="model to finetune (name or path)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
     p.add_argument(
-        "--preset", choices=sorted(PRESETS), help="paper: 3×128² patches; li: low impact"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="paper: the paper's recipe (first 2 layers, PatchGAN, 3×128² patches); li: its "
+        "low-impact row",
     )
+    p.add_argument(
+        "--decoder",
+        choices=["same", "refine"],
+        help="human-decoder architecture: same (the base's g_s) or refine (g_s + a "
+        "full-resolution residual CNN, zero-initialised: starts as the base's decoder)",
+    )
+    p.add_argument("--decoder-channels", type=int, help="width of the refinement CNN")
+    p.add_argument("--decoder-blocks", type=int, help="residual blocks of the refinement CNN")
+    p.add_argument(
+        "--cache",
+        choices=["auto", "on", "off"],
+        help="compute ŷ of the whole training images once and train on aligned crops of it "
+        "(auto: on unless a supervised task loss needs the crops' annotations)",
+    )
+    p.add_argument("--lambda-msssim", type=float, help="weight of 1 − MS-SSIM(x̂, x)")
+    p.add_argument(
+        "--lambda-freq", type=float, help="weight of the log-amplitude spectrum L1 (texture)"
+    )
+    p.add_argument("--beta1", type=float, help="Adam β1 of the decoder (paper recipe: 0.5)")
     p.add_argument(
         "--layers",
         help="first:K (the K synthesis layers nearest the latent, each a "
-        "transposed conv with its IGDN), last:K (nearest the image), all, or name patterns",
+        "transposed conv with its IGDN), last:K (nearest the image), all, or name patterns "
+        "(g_s.refine: the refinement alone)",
     )
     p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
     p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")

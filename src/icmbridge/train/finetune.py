@@ -56,30 +56,59 @@ from icmbridge.gan.losses import r1_penalty
 from icmbridge.gan.patches import sample_patch_boxes
 from icmbridge.train import runtime as rtm
 from icmbridge.train.base import build_training_data, check_task_loss, compute_task_loss
+from icmbridge.train.latent_cache import LatentCache
 
 #: Discriminator normalisations: the PatchDiscriminator's, plus "batch-joint" (BatchNorm with real
 #: and decoded patches in one batch, so batch statistics cannot tell them apart).
 D_NORMS = ("batch", "batch-joint", "instance", "spectral", "none")
 
+#: The paper's recipe (the defaults before issue 27): the base's own g_s, its first two synthesis
+#: layers finetuned on re-encoded crops, MSE on the patches + a PatchGAN at λ_a = 1e-3, Adam
+#: β1 = 0.5. ``ablate`` runs its rows on top of these; the presets below start from them.
+PAPER_RECIPE: dict[str, Any] = {
+    "decoder": "same",
+    "layers": "first:2",
+    "lambda_a": 1e-3,
+    "lambda_mse": 1.0,
+    "lambda_msssim": 0.0,
+    "lambda_freq": 0.0,
+    "mse_on": "patches",
+    "cache": "off",
+    "lr": 1e-4,
+    "beta1": 0.5,
+    "warmup": 20,
+    "steps": 400,
+    "crop": 128,
+}
+
 # Presets set several options at once; options given explicitly still win.
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's headline row: 3 patches of 128×128 (needs crops larger than the patches).
-    "paper": {"patches": 3, "patch_size": 128, "crop": 256, "batch_size": 4},
+    "paper": {**PAPER_RECIPE, "patches": 3, "patch_size": 128, "crop": 256, "batch_size": 4},
     # The paper's "low impact" row: attenuated adversarial dynamics (λ_a and learning rates ÷ 4).
-    "li": {"lambda_a": 2.5e-4, "lr": 2.5e-5, "lr_d": 5e-5},
+    "li": {**PAPER_RECIPE, "lambda_a": 2.5e-4, "lr": 2.5e-5, "lr_d": 5e-5},
 }
 
 
 @dataclass
 class FinetuneConfig:
+    """Defaults: the decoder measured best for people (issue 27, ``weights/base.md``); the
+    paper's recipe is ``--preset paper`` (:data:`PAPER_RECIPE`)."""
+
     out: str
     base: str = "base"
-    layers: str = "first:2"
+    decoder: str = "refine"  # human-decoder architecture (icmbridge.codec.decoders)
+    decoder_channels: int = 32
+    decoder_blocks: int = 2
+    cache: str = "auto"  # ŷ of whole training images computed once: on, off, auto (frozen enc.)
+    layers: str = "all"
     patch_size: int = 64
     patches: int = 3
-    lambda_a: float = 1e-3
+    lambda_a: float = 0.0
     lambda_mse: float = 1.0
-    mse_on: str = "patches"  # or "image"
+    lambda_msssim: float = 0.0  # weight of 1 − MS-SSIM(x̂, x) (whole crop)
+    lambda_freq: float = 0.0  # weight of the log-amplitude spectrum L1 (texture kept, not blurred)
+    mse_on: str = "image"  # or "patches"
     lambda_task: float = 0.0
     task: str = "face"
     task_weights: str | None = None
@@ -101,6 +130,7 @@ class FinetuneConfig:
     r1: float = 0.0  # weight of the R1 penalty on real patches (0: off)
     lr: float = 1e-4
     lr_d: float = 2e-4
+    beta1: float = 0.9  # Adam β1 of the decoder (the paper's recipe: 0.5, as for a GAN)
     warmup: int = 20
     steps: int = 400
     batch_size: int = 8
@@ -118,13 +148,17 @@ class FinetuneConfig:
     preset: str | None = None
 
     def validate(self) -> None:
-        for name in ("lambda_a", "lambda_mse", "lambda_task", "lr", "lr_d", "r1", "adaptive_max"):
+        for name in (
+            "lambda_a", "lambda_mse", "lambda_msssim", "lambda_freq", "lambda_task", "lr",
+            "lr_d", "r1", "adaptive_max",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise InputError(
                     f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}"
                 )
-        if self.lambda_mse == 0 and self.lambda_a == 0 and self.lambda_task == 0:
+        weights = (self.lambda_mse, self.lambda_msssim, self.lambda_freq, self.lambda_a)
+        if not any(weights) and self.lambda_task == 0:
             raise InputError("all generator loss weights are 0: nothing to finetune for")
         check_task_loss(self.task_loss)
         if self.mse_on not in ("patches", "image"):
@@ -154,8 +188,31 @@ class FinetuneConfig:
             raise InputError(f"--d-norm must be one of {', '.join(D_NORMS)}, got {self.d_norm!r}")
         if self.d_warmup < 0 or self.health_crops < 0 or self.health_every < 1:
             raise InputError("--d-warmup and --health-crops must be ≥ 0 and --health-every ≥ 1")
+        self.decoder_spec().validate()
+        if self.cache not in ("auto", "on", "off"):
+            raise InputError(f"--cache must be auto, on or off, got {self.cache!r}")
+        if self.uses_cache() and self.crop % 16:
+            raise InputError(f"--crop must be a multiple of 16 with the latent cache: {self.crop}")
+        if self.cache == "on" and self.lambda_task > 0 and self.task_loss == "supervised":
+            raise InputError("--cache on cannot carry annotations: use --cache off")
+        if not 0 <= self.beta1 < 1:
+            raise InputError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if self.gan_mode not in ("lsgan", "vanilla", "hinge"):
             raise InputError(f"--gan-mode must be lsgan, vanilla or hinge, got {self.gan_mode!r}")
+
+    def decoder_spec(self) -> Any:
+        from icmbridge.codec.decoders import DecoderSpec
+
+        if self.decoder == "same":
+            return DecoderSpec()
+        return DecoderSpec(self.decoder, self.decoder_channels, self.decoder_blocks)
+
+    def uses_cache(self) -> bool:
+        """The latent cache: asked for, or ``auto`` with nothing that needs the crops' own
+        annotations (a supervised task loss)."""
+        if self.cache == "auto":
+            return not (self.lambda_task > 0 and self.task_loss == "supervised")
+        return self.cache == "on"
 
 
 def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) -> dict[str, Any]:
@@ -255,12 +312,23 @@ def draw_batch(
     rt: rtm.Runtime,
     decode_grad: bool = True,
 ) -> Batch:
-    """Batch ``index`` of the data order, decoded by the current decoder, cut into patch pairs."""
-    x, ids = rtm.step_batch(data, index, cfg.batch_size, rt)
-    x = x.to(rt.device)
-    y_hat = codec.quantized_latent(x)
-    with torch.set_grad_enabled(decode_grad):
-        x_hat = synthesis(y_hat)[..., : x.shape[2], : x.shape[3]]
+    """Batch ``index`` of the data order, decoded by the current decoder, cut into patch pairs.
+
+    ``data`` is a crop dataset (each crop encoded here) or a :class:`LatentCache` (ŷ of the whole
+    images, computed once: the decoder runs on each crop's ŷ with its margin, the core kept)."""
+    if isinstance(data, LatentCache):
+        cb = data.batch(index, cfg.batch_size, cfg.crop, cfg.seed)
+        local = cfg.batch_size // rt.world_size
+        part = slice(rt.rank * local, (rt.rank + 1) * local)
+        x, ids, y_hat = cb.x[part].to(rt.device), cb.ids[part], cb.y_core[part].to(rt.device)
+        with torch.set_grad_enabled(decode_grad):
+            x_hat = decode_cores(synthesis, cb.y_ext[part].to(rt.device), cb.offsets[part], cfg)
+    else:
+        x, ids = rtm.step_batch(data, index, cfg.batch_size, rt)
+        x = x.to(rt.device)
+        y_hat = codec.quantized_latent(x)
+        with torch.set_grad_enabled(decode_grad):
+            x_hat = synthesis(y_hat)[..., : x.shape[2], : x.shape[3]]
     h, w = x.shape[2], x.shape[3]
     boxes = per_sample_boxes(ids, box_seed, h, w, cfg.patch_size, cfg.patches).to(rt.device)
     # D's extra input, the same for real and fake patches: ŷ under each patch.
@@ -277,6 +345,32 @@ def draw_batch(
         fake=extract_patches(x_hat, boxes, cfg.patch_size),
         cond=cond,
     )
+
+
+def decode_cores(
+    synthesis: torch.nn.Module, y_ext: Tensor, offsets: list[tuple[int, int]], cfg: FinetuneConfig
+) -> Tensor:
+    """x̂ of each crop's core from ŷ with its margin. A refinement (``g_s.refine``) runs only on
+    the core and one latent cell around it (its receptive field is a few pixels), not on the
+    whole margin: the same pixels for ~30 % less of its cost. NHWC: oneDNN's convolutions are
+    faster so."""
+    y_ext = y_ext.contiguous(memory_format=torch.channels_last)
+    refine = getattr(synthesis, "_modules", {}).get("refine")
+    if refine is None:  # (a DDP-wrapped decoder runs whole: its hooks need the wrapper's call)
+        return LatentCache.crop_cores(synthesis(y_ext), offsets, cfg.crop)
+    x_ext = y_ext
+    for name, module in synthesis.named_children():
+        if name != "refine":
+            x_ext = module(x_ext)
+    pad, ext = 16, x_ext.shape[-1]
+    window = min(ext, cfg.crop + 2 * pad)
+    starts = [
+        (min(max(0, r - pad), x_ext.shape[-2] - window), min(max(0, c - pad), ext - window))
+        for r, c in offsets
+    ]
+    cut = LatentCache.crop_cores(x_ext, starts, window)
+    inner = [(r - a, c - b) for (r, c), (a, b) in zip(offsets, starts, strict=True)]
+    return LatentCache.crop_cores(refine(cut), inner, cfg.crop)
 
 
 def judge(
@@ -364,7 +458,15 @@ def generator_step(
         if task is not None
         else torch.zeros((), device=x.device)
     )
-    rec = cfg.lambda_mse * mse + cfg.lambda_task * task_loss
+    zero = torch.zeros((), device=x.device)
+    msssim = msssim_loss(x_hat, x) if cfg.lambda_msssim > 0 else zero
+    freq = spectrum_loss(x_hat, x) if cfg.lambda_freq > 0 else zero
+    rec = (
+        cfg.lambda_mse * mse
+        + cfg.lambda_msssim * msssim
+        + cfg.lambda_freq * freq
+        + cfg.lambda_task * task_loss
+    )
     # balance: the λ that would give the adversarial gradient the reconstruction's size at the
     # last trainable layer (every step when adaptive, at logging steps otherwise, for the log)
     balance = torch.full((), float("nan"), device=x.device)
@@ -387,11 +489,47 @@ def generator_step(
         "loss_g": loss_g.detach(),
         "adv": adv.detach(),
         "mse": mse.detach(),
+        "msssim": msssim.detach(),
+        "freq": freq.detach(),
         "task": task_loss.detach(),
         "lambda_adv": lam.detach(),
         # ‖λ·∇adv‖ / ‖∇rec‖ at the last trainable layer: how much the adversarial term pushes
         "adv_grad_share": (lam / balance).detach(),
     }
+
+
+def msssim_loss(x_hat: Tensor, x: Tensor) -> Tensor:
+    """1 − MS-SSIM on [0, 1] images (pytorch_msssim's SSIM per scale, Wang et al. weights).
+    Crops under 161 px use the scales that fit (weights renormalised): 4 of 5 at 128²."""
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
+    n = 5
+    while n > 1 and min(x.shape[-2:]) <= 10 * 2 ** (n - 1):
+        n -= 1
+    w = x.new_tensor(weights[:n])
+    w = w / w.sum()
+    win = _fspecial_gauss_1d(11, 1.5).repeat(x.shape[1], 1, 1, 1).to(x)
+    a, b = x_hat.clamp(0, 1), x
+    levels = []
+    for i in range(n):
+        ssim_pc, cs = _ssim(a, b, win=win, data_range=1.0, size_average=False, K=(0.01, 0.03))
+        if i < n - 1:
+            levels.append(torch.relu(cs))
+            pad = [d % 2 for d in a.shape[2:]]
+            a, b = F.avg_pool2d(a, 2, padding=pad), F.avg_pool2d(b, 2, padding=pad)
+    levels.append(torch.relu(ssim_pc))
+    return 1 - torch.prod(torch.stack(levels) ** w.view(-1, 1, 1), dim=0).mean()
+
+
+def spectrum_loss(x_hat: Tensor, x: Tensor) -> Tensor:
+    """L1 between the log amplitude spectra of x̂ and x (per channel, orthonormal FFT): blur
+    loses high-frequency amplitude, which MSE forgives and this term does not; phase is left to
+    the MSE."""
+    a = torch.fft.rfft2(x_hat, norm="ortho")
+    b = torch.fft.rfft2(x, norm="ortho")
+    amp = lambda z: torch.log1p(torch.sqrt(z.real**2 + z.imag**2 + 1e-8))  # noqa: E731
+    return (amp(a) - amp(b)).abs().mean()
 
 
 def build_discriminator(cfg: FinetuneConfig, latent_channels: int) -> torch.nn.Module:
@@ -428,6 +566,22 @@ def health_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the loop
 
 
+def with_decoder(cfg: FinetuneConfig) -> CodecContract:
+    """``cfg.base`` loaded and given ``cfg.decoder`` (unless it already has that decoder)."""
+    from icmbridge.codec.decoders import decoder_spec, install_decoder
+
+    codec = load_codec(cfg.base)
+    want, have = cfg.decoder_spec(), decoder_spec(codec)
+    if want.arch == "same" or want == have:
+        return codec
+    if have.arch != "same":
+        raise InputError(
+            f"--base {cfg.base} already has decoder {have.to_dict()}; finetune it with "
+            f"--decoder same (keep it) or start from its base"
+        )
+    return install_decoder(codec, want)
+
+
 def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
     """Finetune the first decoder layers of ``cfg.base``; returns the final checkpoint folder."""
     cfg.validate()
@@ -438,8 +592,9 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
         rtm.prepare_run_dir(rt, run_dir, {"command": "finetune", **asdict(cfg)})
         torch.manual_seed(cfg.seed)
 
-        # --- generator: the base codec, all frozen but the selected decoder layers
-        codec, saved = rtm.start_codec(ckpts, resume, rt, lambda: load_codec(cfg.base))
+        # --- generator: the base codec (given the human decoder's architecture, initialised
+        # from the base's decoder), all frozen but the selected decoder layers
+        codec, saved = rtm.start_codec(ckpts, resume, rt, lambda: with_decoder(cfg))
         base_fp = fingerprint(codec)
         trainable = codec.freeze_for_finetune(select_layers(codec, cfg.layers))
         last_layer = [p for p in trainable if p.dim() > 1][-1]  # where the adaptive λ looks
@@ -455,10 +610,19 @@ def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
             task = build_task(
                 cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
             ).to(rt.device)
-        data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        if cfg.uses_cache():
+            data: Any = LatentCache.build(
+                codec,
+                cfg.data,
+                run_dir / "latents.pt" if rt.is_main else None,
+                min_side=cfg.crop,
+                log=lambda m: print(m, file=sys.stderr),
+            )
+        else:
+            data = build_training_data(cfg.data, cfg.crop, cfg.seed)
         if task is not None:
-            check_task_loss(cfg.task_loss, data, cfg.data)
-        opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.5, 0.999))
+            check_task_loss(cfg.task_loss, None if cfg.uses_cache() else data, cfg.data)
+        opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
         state: dict[str, Any] = {"step": 0, "bad_steps": 0, "skipped": 0, "collapsed": 0}
         if saved is not None:
