@@ -84,6 +84,7 @@ def main() -> None:
 
     from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
+    from icmbridge.train.runtime import read_branch
 
     rng = np.random.default_rng(0)
 
@@ -107,11 +108,7 @@ def main() -> None:
             if (folder / "snapshot.json").is_file():
                 loop = json.loads((folder / "snapshot.json").read_text())["loop"]
             codec = load_codec(folder).eval()
-            branch = {}  # a fork records its parent in branch.json: hours count from there
-            for where in (folder, folder.parent):
-                if (where / "branch.json").is_file():
-                    branch = json.loads((where / "branch.json").read_text())
-                    break
+            branch = read_branch(folder)  # a fork: its hours count from its parent's
             row = {
                 "model": spec,
                 "branch": branch.get("branch", "main"),

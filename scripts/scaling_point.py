@@ -4,7 +4,8 @@ Reads a model folder written by ``icmbridge train`` (a checkpoint or a ``--snaps
 every Kodak image into a real bitstream, and appends one JSON line to ``--log``: the step, the CPU
 and wall-clock hours the run had spent to get there (accumulated over all its starts), the pooled
 bpp, the mean PSNR over RGB and, unless ``--no-people``, ColorVideoVDP (JOD) and SSIMULACRA 2 of
-the 8-bit decoded images. Kodak is never trained on, so the curve is measured on held-out images.
+the 8-bit decoded images (a fork's ``branch.json`` adds its parent's hours and names the branch).
+Kodak is never trained on, so the curve is measured on held-out images.
 With ``--anchor avif`` (the default) the same images are also coded by AVIF at each image's byte
 budget of the model (never more bytes) and the row carries the paired gaps to it, with 95 %
 bootstrap intervals: how far the run is from the classical codec it must beat.
@@ -86,9 +87,14 @@ def main() -> None:
                 scores = people(original, coded.decoded)
                 anchor["cvvdp_jod"].append(scores["cvvdp_jod"])
                 anchor["ssimulacra2"].append(scores["ssimulacra2"])
+    from icmbridge.train.runtime import read_branch
+
+    branch = read_branch(folder)  # a fork: its hours add to those of the run it left
     row = {
         "step": int(loop.get("step", config.get("meta", {}).get("trained_steps", 0))),
-        "cpu_hours": round(float(loop.get("cpu_seconds", 0.0)) / 3600, 6),
+        "cpu_hours": round(
+            float(loop.get("cpu_seconds", 0.0)) / 3600 + branch.get("parent_cpu_hours", 0.0), 6
+        ),
         "wall_hours": round(float(loop.get("wall_seconds", 0.0)) / 3600, 6),
         "set": args.set,
         "images": len(psnrs),
@@ -98,6 +104,8 @@ def main() -> None:
         "ssimulacra2": round(float(np.mean(ss2)), 3) if ss2 else None,
         "eval_seconds": round(time.perf_counter() - t0, 1),
     }
+    if branch:
+        row["branch"] = {k: branch.get(k) for k in ("branch", "parent_step", "parent_cpu_hours")}
     if anchor["bpp"]:
         from icmbridge.evaluation.stats import interval, mean_replicates, resample_plan
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -425,3 +426,18 @@ def test_scaling_fits_recover_a_planted_curve() -> None:
     assert sp.fit_saturating(hours[:3], gap[:3]) is None  # too few points
     a, b = sp.fit_log_linear(np.array([1.0, 10.0]), np.array([-4.0, -2.0]))
     assert (a, b) == pytest.approx((-4.0, 2.0)) and sp.hours_to(0.0, a, b) == pytest.approx(100)
+
+
+def test_read_branch_finds_a_forks_record_beside_its_snapshot(tmp_path) -> None:
+    from icmbridge.errors import InputError
+    from icmbridge.train.runtime import read_branch
+
+    snap = tmp_path / "fork" / "snapshot"
+    snap.mkdir(parents=True)
+    assert read_branch(snap) == {}  # a main run
+    record = {"branch": "lr-decay", "parent_step": 18500, "parent_cpu_hours": 2.5}
+    (tmp_path / "fork" / "branch.json").write_text(json.dumps(record))
+    assert read_branch(snap) == record  # kept beside the snapshot, which is replaced whole
+    (snap / "branch.json").write_text("{not json")
+    with pytest.raises(InputError, match="branch.json"):
+        read_branch(snap)

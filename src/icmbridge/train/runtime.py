@@ -245,6 +245,26 @@ def read_snapshot(folder: Path | None) -> dict[str, Any] | None:
         raise InputError(f"cannot read the snapshot {folder}: {exc}") from None
 
 
+BRANCH_FILE = "branch.json"
+
+
+def read_branch(folder: Path) -> dict[str, Any]:
+    """A fork's record of the run it left (``branch``, ``parent_step``, ``parent_cpu_hours``,
+    the command), kept in ``branch.json`` beside its snapshot; ``{}`` for a main run.
+
+    Why: a fork starts with ``--init`` and counts its CPU time from zero, while its scaling
+    point belongs at the parent's hours plus its own, and a snapshot folder is replaced whole at
+    every checkpoint, so the record lives in the model folder or the folder that holds it.
+    """
+    for where in (Path(folder), Path(folder).parent):
+        if (where / BRANCH_FILE).is_file():
+            try:
+                return json.loads((where / BRANCH_FILE).read_text())
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read {where / BRANCH_FILE}: {exc}") from None
+    return {}
+
+
 def snapshot_ahead(ckpts: Checkpoints, snapshot: Path | None) -> dict[str, Any] | None:
     """The snapshot's contents when it holds a later step than the run's last checkpoint (or the
     run has none), else None."""
