@@ -85,9 +85,9 @@ def main() -> None:
     names = [g["name"] for g in segments]
     ys = range(len(segments))
     ax.barh([y - 0.2 for y in ys], [g["return_held_out_J_per_cpu_hour"] for g in segments],
-            height=0.4, label="held-out BSDS500 test")  # fmt: skip
+            height=0.4, color=colours["held_out"], label="held-out BSDS500 test")  # fmt: skip
     ax.barh([y + 0.2 for y in ys], [g["return_kodak_J_per_cpu_hour"] for g in segments],
-            height=0.4, label="Kodak")  # fmt: skip
+            height=0.4, color=colours["kodak"], label="Kodak")  # fmt: skip
     ax.set_yticks(list(ys), names, fontsize=8)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel="return: −ΔJ per CPU-hour (higher is better)", title="Return per CPU-hour")

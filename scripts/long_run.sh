@@ -11,6 +11,12 @@
 # --resume goes on from it (or from whichever of the two is further along). Environment: NAME,
 # CHUNK, THREADS, DEVICE, ICMBRIDGE_DATA, PY (the Python with icmbridge), NICE, PEOPLE=0 to score
 # without ColorVideoVDP / SSIMULACRA 2.
+#
+# A new *stage* (the run plateaued: a lower learning rate, other crops) is a new NAME started
+# from an earlier stage's snapshot: INIT=results/scaling/OLD/snapshot LR=5e-5 NAME=NEW. Its first
+# start writes results/scaling/NEW/branch.json (the parent's step and CPU-hours), so its points
+# sit at the parent's hours plus its own; later starts resume it like any run. LR, CROP and
+# BATCH apply to a first start only (a resume reads the run's own settings back).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-mbt64-mse}
@@ -28,8 +34,22 @@ mkdir -p runs "results/scaling/$NAME"
 
 # The run's settings (used on its first start only; a resume reads them back).
 SETTINGS=(--arch mbt2018-mean --codec cpu --task none --lambda-task 0 --lambda-mse 0.0018
-  --data bsds:trainval --batch-size 8 --crop 128 --lr 2e-4 --warmup 200 --lr-schedule constant
-  --steps 10000000 --checkpoint-every 500 --no-tensorboard)
+  --data bsds:trainval --batch-size "${BATCH:-8}" --crop "${CROP:-128}" --lr "${LR:-2e-4}"
+  --warmup 200 --lr-schedule constant --steps 10000000 --checkpoint-every 500 --no-tensorboard)
+if [ -n "${INIT:-}" ]; then
+  SETTINGS+=(--init "$INIT")
+  [ -f "results/scaling/$NAME/branch.json" ] || "$PY" - "$INIT" "$NAME" "${SETTINGS[*]}" <<'PY'
+import json, sys
+from pathlib import Path
+from icmbridge.train.runtime import read_branch, read_snapshot
+init, name, settings = sys.argv[1:]
+loop = read_snapshot(Path(init))["loop"]
+hours = loop["cpu_seconds"] / 3600 + read_branch(Path(init)).get("parent_cpu_hours", 0.0)
+record = {"fork_of": init, "branch": name, "parent_step": loop["step"],
+          "parent_cpu_hours": round(hours, 4), "command": f"icmbridge train {settings}"}
+Path(f"results/scaling/{name}/branch.json").write_text(json.dumps(record, indent=2) + "\n")
+PY
+fi
 
 step_of() {  # the step the run (or its snapshot) has reached
   "$PY" - "$RUN" "$SNAP" <<'PY'
