@@ -287,7 +287,10 @@ def test_decoding_bit_exact_across_processes_and_batches(tmp_path: Path, photo) 
         assert (tmp_path / f"{arch}.raw").read_bytes() == expected[arch], arch
 
 
-@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "mbt2018-mean", "mbt2018"])
+TILED = ["bmshj2018-factorized", "mbt2018-mean", "mbt2018", "cheng2020-anchor", "cheng2020-attn"]
+
+
+@pytest.mark.parametrize("arch", TILED)
 def test_tiled_coding_where_halos_are_known(arch: str, tmp_path: Path, astronaut) -> None:
     from icmbridge.imageio import array_to_tensor
 
@@ -298,8 +301,36 @@ def test_tiled_coding_where_halos_are_known(arch: str, tmp_path: Path, astronaut
     assert bitstream.encode(codec, x, tile=64) == data
     tiled = bitstream.decode(codec, data, tile=64, dtype=torch.uint8).int()
     assert (tiled - whole).abs().max() <= 1
-    # cheng2020's transforms have no worked-out halo: they always code the whole image
-    assert codec_class("cheng2020-anchor").synthesis_halo is None
+
+
+@pytest.mark.parametrize("arch", ["cheng2020-anchor", "cheng2020-attn", "mbt2018"])
+def test_halos_make_tiled_transforms_exact(arch: str, tmp_path: Path, astronaut) -> None:
+    """Each stated halo covers the receptive field: tiles of the smallest size (4 latents) give
+    the whole-image transforms to float rounding (the float64 hyper path to 1e-12)."""
+    from icmbridge.codec.model import pad_to_multiple
+    from icmbridge.codec.tiling import tiled_analysis, tiled_synthesis
+    from icmbridge.imageio import array_to_tensor
+
+    codec = load_codec(import_model(arch, tmp_path))
+    x = array_to_tensor(astronaut[:320, :384])
+    with torch.no_grad():
+        y = codec.g_a(pad_to_multiple(x, 64))
+        m, grid = y.shape[1], tuple(y.shape[-2:])
+        y_tiled = tiled_analysis(codec.g_a, x, grid, m, 16, 4, codec.analysis_halo)
+        assert (y_tiled - y).abs().max() < 1e-4 * y.abs().max()
+        y_hat = torch.round(y)
+        x_hat = codec.g_s(y_hat).clamp(0, 1)
+        x_tiled = tiled_synthesis(
+            codec.g_s, y_hat, tuple(x_hat.shape[-2:]), 16, 4, codec.synthesis_halo
+        )
+        assert (x_tiled - x_hat).abs().max() < 1e-4
+        z_hat = torch.round(
+            torch.randn(1, int(codec.N), 19, 37, generator=torch.Generator().manual_seed(3)) * 3
+        )
+        whole = codec.float64_copy("h_s")(z_hat.double())
+        tiled = codec.hyper_synthesis(z_hat, whole.shape[1], torch.float64)
+        # float64 summation order only (encoder and decoder both use the same fixed tiles)
+        assert (tiled - whole).abs().max() < 1e-12
 
 
 def test_cli_commands_take_an_imported_model(tmp_path: Path, astronaut, capsys) -> None:

@@ -24,10 +24,11 @@ decoder:
   decoder input that finetuning must train on.
 
 Images of any size are padded to a multiple of ``downsampling`` by edge replication and cropped
-back. The four architectures whose ``g_a``/``g_s`` are ICMCodec's 4 × (k5, stride 2) layers
-(bmshj2018-*, mbt2018*) run them over tiles with the same exact 2-latent halos (bounded memory,
-see :mod:`.tiling`); cheng2020's residual/attention transforms code the whole image at once, since
-no exact halo is worked out for them (nor for a user's subclass).
+back. Every registered architecture runs ``g_a``/``g_s`` over tiles with exact halos and its
+hyper-synthesis over fixed ẑ tiles in float64 (bounded memory, see :mod:`.tiling`): the halos
+are the transforms' receptive fields (2 latents for the bmshj2018/mbt2018 layers; cheng2020's
+residual and attention blocks are summed on each class), checked by tests against the whole-image
+transforms. A user's subclass codes the whole image at once (its halos are unknown).
 """
 
 from __future__ import annotations
@@ -221,11 +222,10 @@ class AutoregressiveRecipe(MeanScaleRecipe):
         return z_strings, self._hyper_params(z_strings, tuple(z.shape[-2:]))
 
     def _hyper_params(self, z_strings: list[bytes], shape: tuple[int, int]) -> Tensor:
+        """The float64 hyper-parameters of the whole latent, which the serial loops read, from
+        :meth:`hyper_synthesis` (fixed ẑ tiles: no whole-image im2col buffers in float64)."""
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)  # type: ignore
-        with fixed_threads(self.decode_threads or 1):
-            return self.float64_copy("h_s")(z_hat.to(device="cpu", dtype=torch.float64))
-
-    hyper_halo = None  # the serial loops hold the hyper-parameters whole
+        return self.hyper_synthesis(z_hat, 2 * int(self.M), torch.float64)  # type: ignore
 
     def _ar_modules(self) -> types.SimpleNamespace:
         return types.SimpleNamespace(
@@ -283,10 +283,15 @@ class Mbt2018Mean(MeanScaleRecipe, MeanScaleHyperprior):
 class Mbt2018(AutoregressiveRecipe, JointAutoregressiveHierarchicalPriors):
     arch = "mbt2018"
     analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
+    hyper_halo = 2  # h_s: mean-scale's (2 × deconv k5 s2, a k3 conv)
 
 
 class Cheng2020AnchorCodec(AutoregressiveRecipe, Cheng2020Anchor):
     arch = "cheng2020-anchor"
+    # Receptive fields summed layer by layer (±1 per 3×3 conv, ±2 per residual block, at each
+    # layer's resolution, in latents): g_a 3.6, g_s 6.5 (its sub-pixel upsampling adds ±1 on
+    # both sides of each shuffle), h_s 3.3 (two sub-pixel stages).
+    analysis_halo, synthesis_halo, hyper_halo = 4, 7, 4
 
     def sizes(self) -> dict[str, int]:
         return {"N": int(self.N)}  # M = N in cheng2020
@@ -294,6 +299,9 @@ class Cheng2020AnchorCodec(AutoregressiveRecipe, Cheng2020Anchor):
 
 class Cheng2020AttnCodec(AutoregressiveRecipe, Cheng2020Attention):
     arch = "cheng2020-attn"
+    # anchor's, plus the "attention" blocks (local: 3 residual units of 1×1–3×3–1×1, ±3 at their
+    # resolution): one at 1/4 and one at the latent's resolution in g_a and in g_s
+    analysis_halo, synthesis_halo, hyper_halo = 8, 11, 4
 
     def sizes(self) -> dict[str, int]:
         return {"N": int(self.N)}

@@ -365,7 +365,7 @@ class CodecContract:
         z_hat: Tensor,
         channels: int,
         dtype: torch.dtype,
-        finish: Callable[[Tensor], Tensor],
+        finish: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """``finish(h_s(ẑ))`` in float64 on the CPU, over fixed tiles of ẑ (see ``hyper_tile``).
 
