@@ -20,25 +20,34 @@ from icmbridge.codec.decoders import (
 )
 from icmbridge.codec.store import load_codec, save_codec
 from icmbridge.errors import InputError
-from icmbridge.train.finetune import PAPER_RECIPE, PRESETS, FinetuneConfig, decode_cores
+from icmbridge.train.finetune import (
+    PAPER_RECIPE,
+    PRESETS,
+    FinetuneConfig,
+    cache_margin,
+    decode_cores,
+)
 from icmbridge.train.latent_cache import LatentCache
 from icmbridge.train.runtime import Checkpoints
 
 REFINE = {"arch": "refine", "channels": 8, "blocks": 1}
+LATENT = {"arch": "latent", "channels": 8, "blocks": 1}
 
 
 def _perturb(codec, seed: int = 0) -> None:
-    """Random weights in the refinement (its tail starts at zero: the identity)."""
+    """Random weights in the refinements (their tails start at zero: the identity)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in codec.g_s.refine.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        for name in ("refine", "latent"):
+            if name in codec.g_s._modules:
+                for p in codec.g_s._modules[name].parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
 
 
-@pytest.fixture()
-def base_and_refined(tiny_model_dir):
+@pytest.fixture(params=[REFINE, LATENT], ids=["refine", "latent"])
+def base_and_refined(tiny_model_dir, request):
     base = load_codec(tiny_model_dir)
-    return base, install_decoder(load_codec(tiny_model_dir), REFINE)
+    return base, install_decoder(load_codec(tiny_model_dir), request.param)
 
 
 def test_refine_starts_as_the_base_and_reads_the_same_bytes(base_and_refined, photo) -> None:
@@ -53,9 +62,8 @@ def test_refine_starts_as_the_base_and_reads_the_same_bytes(base_and_refined, ph
     assert not torch.equal(bitstream.decode(human, data), bitstream.decode(base, data))
     # the base's g_s keys are unchanged: the refinement is one more named child
     assert set(base.state_dict()) < set(human.state_dict())
-    assert all(
-        k.startswith("g_s.refine.") for k in set(human.state_dict()) - set(base.state_dict())
-    )
+    new = set(human.state_dict()) - set(base.state_dict())
+    assert all(k.startswith(("g_s.refine.", "g_s.latent.")) for k in new)
 
 
 def test_saved_refined_decoder_loads_and_decodes_identically(
@@ -65,9 +73,10 @@ def test_saved_refined_decoder_loads_and_decodes_identically(
     _perturb(human, 1)
     save_codec(human, tmp_path / "h", meta={"note": "test"})
     cfg = json.loads((tmp_path / "h" / "config.json").read_text())
-    assert cfg["decoder"] == REFINE and cfg["format_version"] == 3
+    assert cfg["decoder"] == decoder_spec(human).to_dict() and cfg["format_version"] == 3
     loaded = load_codec(tmp_path / "h")
-    assert decoder_spec(loaded) == DecoderSpec(**REFINE)
+    assert decoder_spec(loaded) == decoder_spec(human)
+    assert loaded.synthesis_halo == human.synthesis_halo
     data = bitstream.encode(base, photo)
     assert torch.equal(bitstream.decode(loaded, data), bitstream.decode(human, data))
     # a base folder is still written without a decoder key, as before
@@ -78,7 +87,10 @@ def test_saved_refined_decoder_loads_and_decodes_identically(
 def test_refined_decoder_tiles_without_seams(base_and_refined) -> None:
     base, human = base_and_refined
     _perturb(human, 2)
-    assert human.synthesis_halo == base.synthesis_halo + 1  # radius 4 px < one 16-px cell
+    # refine: radius 4 px < one 16-px cell; latent: 4 latents (head, 2 in the block, tail)
+    assert human.synthesis_halo == base.synthesis_halo + (
+        1 if "refine" in human.g_s._modules else 4
+    )
     g = torch.Generator().manual_seed(3)
     x = torch.rand(1, 3, 200, 270, generator=g).clamp(0, 1)
     x = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # some structure
@@ -105,10 +117,13 @@ def test_macs_per_pixel_counts_the_refinement(tiny_model_dir) -> None:
     assert decoder_macs_per_pixel(human) - decoder_macs_per_pixel(base) == extra
 
 
+@pytest.mark.parametrize("spec", [None, REFINE, LATENT], ids=["same", "refine", "latent"])
 def test_cache_holds_the_decoders_input_and_aligned_crops_decode_exactly(
-    tiny_model_dir, astronaut
+    tiny_model_dir, astronaut, spec
 ) -> None:
-    codec = install_decoder(load_codec(tiny_model_dir), REFINE)
+    codec = load_codec(tiny_model_dir)
+    if spec:
+        install_decoder(codec, spec)
     _perturb(codec, 4)
     x = torch.from_numpy(astronaut[:200, :264].copy()).permute(2, 0, 1)[None].float() / 255
     y = codec.quantized_latent(x)
@@ -128,7 +143,7 @@ def test_cache_holds_the_decoders_input_and_aligned_crops_decode_exactly(
     whole = codec.g_s(y)
     cfg = FinetuneConfig(out="", crop=64)
     for step in range(6):
-        b = cache.batch(step, 3, 64, seed=0)
+        b = cache.batch(step, 3, 64, seed=0, margin=cache_margin(codec))
         got = decode_cores(codec.g_s, b.y_ext, b.offsets, cfg)
         for i in range(3):
             _, r, c = b.origins[i]

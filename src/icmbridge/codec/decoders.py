@@ -10,13 +10,17 @@ shape as well as in weights. A decoder architecture is a small spec stored in ``
 * ``refine`` — the base's ``g_s`` (its weights, its module names) followed by a full-resolution
   residual CNN on x̂: a 3×3 head, ``blocks`` residual blocks of two 3×3 convs at ``channels``,
   a 3×3 tail initialised to zero, so the decoder starts as exactly the base's and learns only a
-  correction (de-blotching, edge sharpening) where the 16-px latent grid cannot.
+  correction (de-blotching, edge sharpening) where the 16-px latent grid cannot;
+* ``latent`` — the same residual CNN on ŷ itself, *before* the base's ``g_s``: at 1/16 of the
+  resolution a 3×3 conv costs 1/256 of its full-resolution MACs per pixel, so the decoder gains
+  depth and a wide receptive field (``2 + 2·blocks`` latents: neighbouring cells inform a cell
+  whose own bits are few) for little decode time.
 
-The refinement is added as a named child ``refine`` of ``g_s`` (an ``nn.Sequential``), so the
-base's keys (``g_s.0.weight`` ...) are unchanged and initialising from the base is loading its
-state dict; everything that runs ``g_s`` (coding, tiling, finetuning, D's health check) runs the
-new decoder unchanged. Its receptive field widens ``synthesis_halo`` by whole latents, so tiled
-decoding stays exact up to float summation order.
+The new parts are named children of ``g_s`` (an ``nn.Sequential``): ``refine`` last, ``latent``
+first, so the base's keys (``g_s.0.weight`` ...) are unchanged and initialising from the base
+is loading its state dict; everything that runs ``g_s`` (coding, tiling, finetuning, D's health
+check) runs the new decoder unchanged. Their receptive field widens ``synthesis_halo`` by whole
+latents, so tiled decoding stays exact up to float summation order.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from torch import Tensor, nn
 
 from icmbridge.errors import InputError
 
-#: Name of the refinement child inside ``g_s``.
+#: Names of the refinement children inside ``g_s`` (after it, before it).
 REFINE = "refine"
+LATENT = "latent"
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,17 @@ class ResBlock(nn.Module):
 
 
 class Refinement(nn.Module):
-    """x̂ + tail(blocks(relu(head(x̂)))): a residual correction at full resolution.
+    """x + tail(blocks(relu(head(x)))): a residual correction (of x̂, or of ŷ before g_s).
 
     The tail is zero-initialised, so a fresh refinement is the identity and a decoder that
     gains one starts from exactly the base's pixels.
     """
 
-    def __init__(self, channels: int = 32, blocks: int = 2) -> None:
+    def __init__(self, channels: int = 32, blocks: int = 2, io: int = 3) -> None:
         super().__init__()
-        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.head = nn.Conv2d(io, channels, 3, padding=1)
         self.blocks = nn.Sequential(*(ResBlock(channels) for _ in range(blocks)))
-        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+        self.tail = nn.Conv2d(channels, io, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
@@ -121,8 +126,25 @@ def _install_refine(codec: Any, spec: DecoderSpec) -> None:
         )
 
 
+def _install_latent(codec: Any, spec: DecoderSpec) -> None:
+    g_s = getattr(codec, codec.synthesis_name)
+    if not isinstance(g_s, nn.Sequential):
+        raise InputError(f"decoder latent needs a Sequential synthesis; {codec.arch}'s is not")
+    if LATENT in g_s._modules:
+        raise InputError("this codec's decoder already has a latent refinement")
+    param = next(g_s.parameters())
+    pre = Refinement(spec.channels, spec.blocks, io=codec.config.M)
+    pre.to(device=param.device, dtype=param.dtype)
+    children = [(LATENT, pre), *g_s._modules.items()]
+    g_s._modules.clear()
+    for name, module in children:  # the latent refinement runs first; the base's names stay
+        g_s.add_module(name, module)
+    if codec.synthesis_halo is not None:
+        codec.synthesis_halo = type(codec).synthesis_halo + pre.radius
+
+
 #: Decoder architecture name → how it changes a base codec's synthesis in place.
-DECODERS = {"same": _install_same, "refine": _install_refine}
+DECODERS = {"same": _install_same, "refine": _install_refine, "latent": _install_latent}
 
 
 def install_decoder(codec: Any, spec: DecoderSpec | dict[str, Any] | None) -> Any:

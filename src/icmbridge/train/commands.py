@@ -179,9 +179,10 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--decoder",
-        choices=["same", "refine"],
-        help="human-decoder architecture: same (the base's g_s) or refine (g_s + a "
-        "full-resolution residual CNN, zero-initialised: starts as the base's decoder)",
+        choices=["same", "refine", "latent"],
+        help="human-decoder architecture: same (the base's g_s), refine (g_s + a "
+        "full-resolution residual CNN on x̂) or latent (a residual CNN on ŷ before g_s); the new "
+        "parts are zero-initialised, so training starts from the base's decoder",
     )
     p.add_argument("--decoder-channels", type=int, help="width of the refinement CNN")
     p.add_argument("--decoder-blocks", type=int, help="residual blocks of the refinement CNN")

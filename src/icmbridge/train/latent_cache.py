@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from icmbridge.errors import InputError
@@ -109,25 +110,23 @@ class LatentCache:
         y_core = y[:, r0 : r0 + cl, c0 : c0 + cl]
         return x, y_ext, (r0 - er) * s, (c0 - ec) * s, y_core, (k, r0 * s, c0 * s)
 
-    def batch(self, step: int, size: int, crop: int, seed: int) -> Batch:
-        """Global batch ``step`` (samples step·size … step·size + size − 1)."""
+    def batch(self, step: int, size: int, crop: int, seed: int, margin: int = MARGIN) -> Batch:
+        """Global batch ``step`` (samples step·size … step·size + size − 1), each core with
+        ``margin`` latents of context where the image has them."""
         if crop % self.stride:
             raise InputError(f"--crop must be a multiple of {self.stride} with a latent cache")
         ids = torch.arange(step * size, (step + 1) * size)
-        parts = [self.sample(int(i), crop, seed) for i in ids]
-        shapes = {p[1].shape for p in parts}
-        if len(shapes) > 1:  # a latent grid smaller than crop + margin: decode the cores alone
-            return Batch(
-                x=torch.stack([p[0] for p in parts]),
-                y_ext=torch.stack([p[4] for p in parts]),
-                offsets=[(0, 0)] * len(parts),
-                y_core=torch.stack([p[4] for p in parts]),
-                ids=ids,
-                origins=[p[5] for p in parts],
-            )
+        parts = [self.sample(int(i), crop, seed, margin) for i in ids]
+        # extents clipped by a small latent grid differ in shape: zeros below and to the right
+        # (where the grid ends, as a whole-image decode's zero padding begins)
+        eh = max(p[1].shape[-2] for p in parts)
+        ew = max(p[1].shape[-1] for p in parts)
+        y_ext = torch.stack(
+            [F.pad(p[1], (0, ew - p[1].shape[-1], 0, eh - p[1].shape[-2])) for p in parts]
+        )
         return Batch(
             x=torch.stack([p[0] for p in parts]),
-            y_ext=torch.stack([p[1] for p in parts]),
+            y_ext=y_ext,
             offsets=[(p[2], p[3]) for p in parts],
             y_core=torch.stack([p[4] for p in parts]),
             ids=ids,
