@@ -187,3 +187,23 @@ def test_paper_preset_is_the_paper_recipe() -> None:
         assert preset["lambda_msssim"] == preset["lambda_freq"] == 0
     assert PRESETS["paper"]["lambda_a"] == PAPER_RECIPE["lambda_a"] == 1e-3
     assert PRESETS["paper"]["patch_size"] == 128
+
+
+def test_paper_preset_with_64_patches_is_the_former_default() -> None:
+    """The shipped paper decoders were made with the defaults before issue 27; the paper preset
+    with 64² patches gives exactly those settings back."""
+    from dataclasses import asdict
+
+    from icmbridge.train.finetune import apply_preset
+
+    given = {"patch_size": 64, "crop": 128, "batch_size": 8}
+    values = apply_preset(asdict(FinetuneConfig(out="")), "paper", set(given))
+    cfg = FinetuneConfig(**{**values, **given})
+    former = {
+        "decoder": "same", "layers": "first:2", "patch_size": 64, "patches": 3,
+        "lambda_a": 1e-3, "lambda_mse": 1.0, "mse_on": "patches", "lr": 1e-4, "lr_d": 2e-4,
+        "beta1": 0.5, "warmup": 20, "steps": 400, "batch_size": 8, "crop": 128,
+        "lambda_msssim": 0.0, "lambda_freq": 0.0,
+    }  # fmt: skip
+    assert {k: getattr(cfg, k) for k in former} == former
+    assert not cfg.uses_cache()
