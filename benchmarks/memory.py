@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (transforms only)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="results/memory.json")
+    parser.add_argument("--note", default="", help="a remark stored with the results")
     args = parser.parse_args()
 
     options = ["--threads", str(args.threads)]
@@ -162,6 +163,7 @@ def main() -> None:
         "note": "coding_s: the transform and entropy coding time the command prints; wall_s "
         "adds interpreter start and PNG reading/writing; peak_rss_mib: the process's VmHWM; "
         "above_64px_mib: the peak above the same command on a 64x64 image",
+        "remark": args.note,
         "tile": args.tile or "auto",
         "device": args.device,
         "threads": args.threads,
