@@ -18,7 +18,7 @@ from icmbridge.codec.decoders import (
     decoder_spec,
     install_decoder,
 )
-from icmbridge.codec.store import load_codec, save_codec
+from icmbridge.codec.store import available_models, load_codec, save_codec
 from icmbridge.errors import InputError
 from icmbridge.train.finetune import (
     PAPER_RECIPE,
@@ -207,3 +207,17 @@ def test_paper_preset_with_64_patches_is_the_former_default() -> None:
     }  # fmt: skip
     assert {k: getattr(cfg, k) for k in former} == former
     assert not cfg.uses_cache()
+
+
+@pytest.mark.skipif(
+    not {"base", "human"} <= set(available_models()), reason="shipped base/human missing"
+)
+def test_shipped_human_reads_the_base_bytes(photo) -> None:
+    base, human = load_codec("base"), load_codec("human")
+    x = photo[..., :128, :192]
+    data = bitstream.encode(base, x)
+    assert bitstream.encode(human, x) == data
+    assert bitstream.fingerprint(human) == bitstream.fingerprint(base)
+    assert human.meta["base_fingerprint"] == bitstream.fingerprint(base).hex()
+    out = bitstream.decode(human, data)
+    assert out.shape == x.shape and not torch.equal(out, bitstream.decode(base, data))
