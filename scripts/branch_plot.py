@@ -28,9 +28,15 @@ def returns(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r.get("branch", "main") == "main":
             continue
-        parent = min(main, key=lambda m: abs(m["cpu_hours"] - r["parent_cpu_hours"]))
+        parent = parent_of(r, rows)
         out.append(segment(f"{r['branch']} from {parent['label']}", parent, r))
     return out
+
+
+def parent_of(fork: dict, rows: list[dict]) -> dict:
+    """The row a fork left: the one (main run or an earlier fork) at the parent's CPU-hours."""
+    earlier = [r for r in rows if r is not fork and r["cpu_hours"] < fork["cpu_hours"]]
+    return min(earlier, key=lambda r: abs(r["cpu_hours"] - fork["parent_cpu_hours"]))
 
 
 def segment(name: str, a: dict, b: dict) -> dict:
@@ -70,7 +76,7 @@ def main() -> None:
         for r in rows:
             if r.get("branch", "main") == "main":
                 continue
-            parent = min(main, key=lambda m: abs(m["cpu_hours"] - r["parent_cpu_hours"]))
+            parent = parent_of(r, rows)
             ax.plot(
                 [parent["cpu_hours"], r["cpu_hours"]], [parent[s]["J"], r[s]["J"]], "--", color=c
             )
