@@ -111,14 +111,23 @@ def _install_same(codec: Any, spec: DecoderSpec) -> None:
     return None
 
 
-def _install_refine(codec: Any, spec: DecoderSpec) -> None:
+def _new_part(
+    codec: Any, spec: DecoderSpec, name: str, io: int, what: str
+) -> tuple[nn.Sequential, Refinement]:
+    """The codec's Sequential synthesis and a fresh refinement ``name`` for it (on the
+    synthesis' device and dtype), refused where it cannot be added."""
     g_s = getattr(codec, codec.synthesis_name)
     if not isinstance(g_s, nn.Sequential):
-        raise InputError(f"decoder refine needs a Sequential synthesis; {codec.arch}'s is not")
-    if REFINE in g_s._modules:
-        raise InputError("this codec's decoder already has a refinement")
+        raise InputError(f"decoder {spec.arch} needs a Sequential synthesis; {codec.arch}'s is not")
+    if name in g_s._modules:
+        raise InputError(f"this codec's decoder already has {what}")
     param = next(g_s.parameters())
-    refine = Refinement(spec.channels, spec.blocks).to(device=param.device, dtype=param.dtype)
+    part = Refinement(spec.channels, spec.blocks, io=io).to(device=param.device, dtype=param.dtype)
+    return g_s, part
+
+
+def _install_refine(codec: Any, spec: DecoderSpec) -> None:
+    g_s, refine = _new_part(codec, spec, REFINE, io=3, what="a refinement")
     g_s.add_module(REFINE, refine)
     if codec.synthesis_halo is not None:  # widen the tiles' halo by whole latents
         codec.synthesis_halo = type(codec).synthesis_halo + math.ceil(
@@ -127,14 +136,7 @@ def _install_refine(codec: Any, spec: DecoderSpec) -> None:
 
 
 def _install_latent(codec: Any, spec: DecoderSpec) -> None:
-    g_s = getattr(codec, codec.synthesis_name)
-    if not isinstance(g_s, nn.Sequential):
-        raise InputError(f"decoder latent needs a Sequential synthesis; {codec.arch}'s is not")
-    if LATENT in g_s._modules:
-        raise InputError("this codec's decoder already has a latent refinement")
-    param = next(g_s.parameters())
-    pre = Refinement(spec.channels, spec.blocks, io=codec.config.M)
-    pre.to(device=param.device, dtype=param.dtype)
+    g_s, pre = _new_part(codec, spec, LATENT, io=codec.config.M, what="a latent refinement")
     children = [(LATENT, pre), *g_s._modules.items()]
     g_s._modules.clear()
     for name, module in children:  # the latent refinement runs first; the base's names stay
