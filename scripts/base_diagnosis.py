@@ -84,7 +84,7 @@ def main() -> None:
 
     from icmbridge.codec.store import load_codec
     from icmbridge.data import get_set
-    from icmbridge.train.runtime import read_branch
+    from icmbridge.train.runtime import read_branch, read_snapshot
 
     rng = np.random.default_rng(0)
 
@@ -104,9 +104,7 @@ def main() -> None:
             config = json.loads((folder / "config.json").read_text())
             train_cfg = config.get("meta", {}).get("train_config", {})
             lam = float(train_cfg.get("lambda_mse", 0.0018))
-            loop = {}
-            if (folder / "snapshot.json").is_file():
-                loop = json.loads((folder / "snapshot.json").read_text())["loop"]
+            loop = (read_snapshot(folder) or {}).get("loop", {})
             codec = load_codec(folder).eval()
             branch = read_branch(folder)  # a fork: its hours count from its parent's
             row = {
