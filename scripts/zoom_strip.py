@@ -1,9 +1,12 @@
-"""A zoomed comparison strip for model cards: original | each model | JPEG at the same rate.
+"""A zoomed comparison strip for model cards: original | each model | classical codecs at its rate.
 
 The crop sits where the first model's 16-px grid pattern is strongest (the report's crop picker).
 Each panel is labelled with its whole-image bpp and PSNR; the figures are printed too.
 
     python scripts/zoom_strip.py base human human-li -o weights/cards/base-vs-human.png
+    python scripts/zoom_strip.py base human --set kodak --index 22 --classical avif -o strip.png
+
+Classical codecs code the image at the first model's bytes (the largest file not larger).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def main() -> None:
     parser.add_argument("--index", type=int, default=0, help="which image of the set")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--zoom", type=int, default=4)
+    parser.add_argument(
+        "--classical",
+        default="jpeg",
+        help="classical codecs at the first model bytes, e.g. jpeg,avif",
+    )
     args = parser.parse_args()
 
     name, _, split = args.set.partition(":")
@@ -45,14 +53,10 @@ def main() -> None:
         y = tensor_to_array(bitstream.decode(codec, own))
         rate = 8 * len(own) / image[..., 0].size
         panels.append((m, y, f"{rate:.3f} bpp {psnr(x, array_to_tensor(y)):.2f} dB"))
-    jpeg = code_at_bpp("jpeg", image, bpp)
-    panels.append(
-        (
-            "JPEG",
-            jpeg.decoded,
-            f"{jpeg.bpp:.3f} bpp {psnr(x, array_to_tensor(jpeg.decoded)):.2f} dB",
-        )
-    )
+    for name in filter(None, args.classical.split(",")):
+        coded = code_at_bpp(name, image, bpp)
+        caption = f"{coded.bpp:.3f} bpp {psnr(x, array_to_tensor(coded.decoded)):.2f} dB"
+        panels.append((name.upper(), coded.decoded, caption))
     box = pick_crop(image, panels[1][1], args.size)
     tiles = []
     for label, img, caption in panels:
