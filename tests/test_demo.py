@@ -82,7 +82,13 @@ def test_demo_rate_curves(tmp_path) -> None:
     assert [p["bpp"] for p in ours] == sorted(p["bpp"] for p in ours)
     assert len(results["rate_curves"]["jpeg"]) == len(shipped)
     assert set(results["bd_rate"]) == {"jpeg"}
-    assert list(results["bd_rate"]["jpeg"]) == ["psnr", "cvvdp_jod", "ssimulacra2", "task_ap50"]
+    assert list(results["bd_rate"]["jpeg"]) == [
+        "psnr",
+        "cvvdp_jod",
+        "ssimulacra2",
+        "task_ap50",
+        "task_ap",
+    ]
     assert set(results["bd_rate_ci"]["jpeg"]) == set(results["bd_rate"]["jpeg"])
     assert all(p["cvvdp_jod"] is not None for p in ours)
     summary = summary_table(results)

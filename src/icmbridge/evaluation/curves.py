@@ -4,7 +4,7 @@ Each of our models (rate points of one family, e.g. ``base-low,base,base-high``)
 each classical codec then codes every image at that image's rate under our model (the largest
 quality whose file is not larger), so both curves have points at matched rates. Quality axes:
 PSNR, the people's metrics ColorVideoVDP (JOD) and SSIMULACRA 2 (on the 8-bit decoded images;
---no-people-metrics skips them) and the task's AP50 (COCO, over the set; face detection by
+--no-people-metrics skips them) and the task's AP50 and AP (COCO, over the set; face detection by
 default, any task with --task).
 BD-rate (PCHIP) of ours against each classical codec: negative means ours needs fewer bits for
 the same quality. A single model gives the matched-rate comparison without a BD-rate (shown "—").
@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim", "cvvdp_jod", "ssimulacra2")
+_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "task_ap", "ssim", "cvvdp_jod", "ssimulacra2")
 #: Quality axes that get a BD-rate when measured (in the order tables show them).
-BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50")
+BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50", "task_ap")
 
 
 def _point(result: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +116,7 @@ AXIS_NAMES = {
     "cvvdp_jod": "JOD",
     "ssimulacra2": "SSIMULACRA 2",
     "task_ap50": "AP50",
+    "task_ap": "AP",
 }
 
 
@@ -175,7 +176,7 @@ def run_curves(
         )
 
     # every axis measured (--task none: no AP50; --no-people-metrics: no JOD, SSIMULACRA 2)
-    skip = {"task_ap50"} if task is None else set()
+    skip = {"task_ap50", "task_ap"} if task is None else set()
     skip |= set(PEOPLE_KEYS) if people is None else set()
     keys = [k for k in BD_KEYS if k not in skip]
     bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
@@ -243,7 +244,12 @@ def run(args: argparse.Namespace) -> int:
             f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB"
             + "".join(
                 f" {AXIS_NAMES[k]} {format_ci(p.get(k), p['ci'].get(k), f)}"
-                for k, f in (("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f"), ("task_ap50", ".3f"))
+                for k, f in (
+                    ("cvvdp_jod", ".2f"),
+                    ("ssimulacra2", "+.1f"),
+                    ("task_ap50", ".3f"),
+                    ("task_ap", ".3f"),
+                )
                 if p.get(k) is not None
             )
             for p in pts
