@@ -34,7 +34,7 @@ def test_points_beaten_by_cheaper_ones_are_dropped() -> None:
 
 def test_bd_rate_interval_from_replicates() -> None:
     """Each bootstrap replicate is a whole resampled set: its BD-rate is recomputed on it."""
-    from icmbridge.evaluation.curves import bd_rate_replicates
+    from icmbridge.workflows.curves import bd_rate_replicates
     from icmbridge.evaluation.stats import interval
 
     rng = np.random.default_rng(0)

@@ -19,14 +19,14 @@ from icmbridge.errors import IcmError
 
 # Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = [
-    "icmbridge.demo",
+    "icmbridge.workflows.demo",
     "icmbridge.codec.commands",
     "icmbridge.data.commands",
     "icmbridge.train.commands",
     "icmbridge.evaluation.commands",
-    "icmbridge.evaluation.compare",
-    "icmbridge.evaluation.curves",
-    "icmbridge.ablate",
+    "icmbridge.workflows.compare",
+    "icmbridge.workflows.curves",
+    "icmbridge.workflows.ablate",
     "icmbridge.report.commands",
     "icmbridge.server.commands",
 ]

@@ -135,7 +135,7 @@ def run_ablation(
     import torch
 
     from icmbridge.data import get_set
-    from icmbridge.evaluation.compare import compare_decoders
+    from icmbridge.workflows.compare import compare_decoders
     from icmbridge.evaluation.core import task_reference
     from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task

@@ -123,7 +123,7 @@ def run_demo(
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
     from icmbridge.data import get_set, train_split
-    from icmbridge.evaluation.compare import compare_decoders
+    from icmbridge.workflows.compare import compare_decoders
     from icmbridge.evaluation.core import task_reference
     from icmbridge.evaluation.results import CodecResult, Results
     from icmbridge.imageio import array_to_tensor
@@ -210,7 +210,7 @@ def run_demo(
     rate_points = [m for m in RATE_POINTS if m in shipped] if base == "base" else []
     curve_results = None
     if (not quick if curves is None else curves) and len(rate_points) >= 2:
-        from icmbridge.evaluation.curves import run_curves
+        from icmbridge.workflows.curves import run_curves
 
         _say(f"[3/3] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
         curve_results = run_curves(
@@ -262,7 +262,7 @@ def summary_table(results: dict[str, Any]) -> str:
     """The demo's results as a terminal table: means with 95 % intervals over images, and the
     paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0); then
     the same for people (ColorVideoVDP JOD, SSIMULACRA 2) where they were measured."""
-    from icmbridge.evaluation.curves import bd_rate_line, bd_rate_texts
+    from icmbridge.workflows.curves import bd_rate_line, bd_rate_texts
     from icmbridge.evaluation.stats import format_ci, format_diff
 
     ref = results.get("uncompressed") or {}
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from icmbridge.evaluation.compare import _decoders
+    from icmbridge.workflows.compare import _decoders
     from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
 
