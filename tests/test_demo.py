@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.store import available_models, load_codec
+from icmbridge.commands import main
 
 
 @pytest.mark.skipif("base" not in available_models(), reason="weights/base not shipped yet")

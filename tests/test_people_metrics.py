@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from shared_data import data_root, requires
 
-from icmbridge.cli import main
 from icmbridge.codec.store import available_models
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.evaluation.core import Coded, compare, score
 from icmbridge.metrics.people import (

@@ -6,6 +6,12 @@ import argparse
 import sys
 from dataclasses import asdict, fields
 
+from icmbridge.commands.options import (
+    add_command,
+    add_task_options,
+    comma_list,
+    document_defaults,
+)
 from icmbridge.errors import InputError
 
 
@@ -28,12 +34,10 @@ def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False)
     )
     p.add_argument(
         "--data",
-        type=lambda s: [t for t in s.split(",") if t],
+        type=comma_list,
         help="training sets, comma separated (see `icmbridge data list`)",
     )
-    from icmbridge.tasks import add_task_arguments
-
-    add_task_arguments(p, default=None, allow_none=task_optional)
+    add_task_options(p, default=None, allow_none=task_optional)
     p.add_argument(
         "--task-loss",
         choices=["distill", "supervised"],
@@ -54,15 +58,22 @@ def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False)
     )
 
 
+def _finish(p: argparse.ArgumentParser, config: object, func: object, **runtime: bool) -> None:
+    """The options every training command shares, and the config's defaults in their help."""
+    add_runtime_options(p, **runtime)
+    document_defaults(p, {k: v for k, v in asdict(config).items() if k != "out"})
+    p.set_defaults(func=func)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.base import TrainConfig
+    from icmbridge.train.config import TrainConfig
 
     d = TrainConfig(out="")
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
-        help="train a base ICM codec (rate + task loss)",
-        description=(
+        "train a base ICM codec (rate + task loss)",
+        (
             "Train an ICM codec for a machine task:\n"
             "  loss = w_rate·bpp + λ_task·task(x̂, x) + λ_mse·255²·MSE(x̂, x)\n"
             "Checkpoints go to OUT/checkpoints (atomic; --resume continues exactly). Under\n"
@@ -71,7 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:
             f"batch {d.batch_size}×{d.crop}², lr {d.lr}, λ_task {d.lambda_task}, "
             f"λ_mse {d.lambda_mse}."
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
     p.add_argument("--codec", help="named codec configuration (tiny, cpu, bmshj2018)")
@@ -112,9 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "no optimizer state), replaced at every checkpoint: small enough to commit, so that "
         "--resume on a machine without OUT's checkpoints goes on from it",
     )
-    add_runtime_options(p, task_optional=True)
-    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
-    p.set_defaults(func=run_train)
+    _finish(p, d, run_train, task_optional=True)
     register_finetune(sub)
 
 
@@ -128,7 +136,7 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
     values = {f.name: getattr(cls(out=""), f.name) for f in fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in values and v is not None}
     if "preset" in values and not saved:
-        from icmbridge.train.finetune import apply_preset
+        from icmbridge.train.config import apply_preset
 
         values = apply_preset(values, given.get("preset"), set(given))
     if saved:
@@ -145,14 +153,14 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
 
 
 def register_finetune(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.finetune import PRESETS, FinetuneConfig
+    from icmbridge.train.config import PRESETS, FinetuneConfig
 
     d = FinetuneConfig(out="")
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "finetune",
-        help="train a decoder for people on a base's bitstreams (the human decoder)",
-        description=(
+        "train a decoder for people on a base's bitstreams (the human decoder)",
+        (
             "Train a human decoder on --base's bitstreams: encoder and entropy models stay\n"
             "frozen, so the result decodes the base codec's files byte for byte. The decoder may\n"
             "differ from the base's (--decoder refine: the base's g_s + a full-resolution\n"
@@ -167,7 +175,6 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
             "base's own decoder, PatchGAN on 3×128² patches, λ_a 1e-3); --preset li: its\n"
             "low-impact row. Presets: " + "; ".join(f"{k} = {v}" for k, v in PRESETS.items())
         ),
-        formatter_class=HelpFormatter,
     )
     p.add_argument("--base", help="model to finetune (name or path)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
@@ -203,6 +210,18 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
         "transposed conv with its IGDN), last:K (nearest the image), all, or name patterns "
         "(g_s.refine: the refinement alone)",
     )
+    _add_adversarial_options(p)
+    p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
+    p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps (then cosine decay)")
+    p.add_argument(
+        "--collapse-steps", type=int, help="warn when D's loss stays below 1e-3 this many steps"
+    )
+    _finish(p, d, run_finetune)
+
+
+def _add_adversarial_options(p: argparse.ArgumentParser) -> None:
+    """finetune's loss weights and its discriminator."""
     p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
     p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")
     p.add_argument("--lambda-a", type=float, help="weight of the adversarial loss")
@@ -245,15 +264,6 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--d-layers", type=int, help="discriminator strided layers")
     p.add_argument("--d-steps", type=int, help="discriminator updates per generator update")
     p.add_argument("--r1", type=float, help="R1 penalty weight on real patches (0: off)")
-    p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
-    p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
-    p.add_argument("--warmup", type=int, help="linear warm-up steps (then cosine decay)")
-    p.add_argument(
-        "--collapse-steps", type=int, help="warn when D's loss stays below 1e-3 this many steps"
-    )
-    add_runtime_options(p)
-    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
-    p.set_defaults(func=run_finetune)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
