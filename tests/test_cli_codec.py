@@ -218,4 +218,4 @@ def test_every_command_module_is_registered() -> None:
     from icmbridge import commands
 
     modules = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"options"}
-    assert modules == {m.__name__.rpartition(".")[2] for m in commands.COMMANDS}
+    assert modules == {f.__module__.rpartition(".")[2] for f in commands.COMMANDS}

@@ -4,11 +4,12 @@ package.
 Layers, top down: ``icmbridge.commands`` (argparse and a thin ``run`` per command), then
 ``icmbridge.workflows`` (demo, ablate, compare, curves: jobs that chain the library), then the
 library (codec, tasks, train, evaluation, ...). Imports go downwards only; a test reads the
-import graph (``tests/test_architecture.py``). Each command module exposes ``register(sub)``,
-which adds its parsers and sets ``func`` to a callable taking the parsed arguments and returning
-an exit code; the callable imports what it runs, so ``--help`` and argument errors answer
-without torch. Errors meant for the user (:class:`~icmbridge.errors.IcmError`, unreadable
-files) end the program with one ``error:`` line on stderr and exit status 2, never a traceback.
+import graph (``tests/test_architecture.py``). Each command module exposes ``register(sub)`` (or
+one per command), which adds its parsers and sets ``func`` to a callable taking the parsed
+arguments and returning an exit code; the callable imports what it runs, so ``--help`` and
+argument errors answer without torch. Errors meant for the user
+(:class:`~icmbridge.errors.IcmError`, unreadable files) end the program with one ``error:`` line
+on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,23 +20,23 @@ import warnings
 from collections.abc import Sequence
 
 from icmbridge import __version__
-from icmbridge.commands import (
-    ablate,
-    codec,
-    compare,
-    curves,
-    data,
-    demo,
-    evaluate,
-    report,
-    serve,
-    train,
-)
+from icmbridge.commands import codec, data, evaluate, report, serve, train, workflows
 from icmbridge.commands.options import HelpFormatter
 from icmbridge.errors import IcmError
 
-#: Modules that contribute subcommands, in the order ``--help`` lists them.
-COMMANDS = [demo, codec, data, train, evaluate, compare, curves, ablate, report, serve]
+#: What adds the subcommands, in the order ``--help`` lists them.
+COMMANDS = [
+    workflows.register_demo,
+    codec.register,
+    data.register,
+    train.register,
+    evaluate.register,
+    workflows.register_compare,
+    workflows.register_curves,
+    workflows.register_ablate,
+    report.register,
+    serve.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"icmbridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS:
-        module.register(sub)
+    for register in COMMANDS:
+        register(sub)
     return parser
 
 

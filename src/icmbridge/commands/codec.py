@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from icmbridge.commands.options import (
     AUTO_TILE_ABOVE,
     DEFAULT_TILE,
-    HelpFormatter,
     add_command,
     set_threads,
 )
@@ -114,25 +113,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         run_decompress,
     )
 
-    p = sub.add_parser(
-        "info",
-        help="show a bitstream's header and bitrate",
-        description="Print the header fields of FILE (validated, checksum included) and its bpp.",
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(sub, "info", "show a bitstream's header and bitrate", INFO)
     p.add_argument("file", help="bitstream written by `icmbridge compress`")
     p.set_defaults(func=run_info)
-
-    p = sub.add_parser(
-        "export",
-        help="write a model folder (weights + config) from a training run or checkpoint",
-        description="Copy the model of RUN (a run folder, checkpoint or model) to OUT without "
-        "optimizer state, CDF tables included: what `weights/NAME/` holds.",
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("run", help="run folder, checkpoint folder or model")
-    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
-    p.add_argument("--note", help="free text stored in the config's meta")
+    p = _model_command(sub, "export", EXPORT, ("run", "run folder, checkpoint folder or model"))
     p.add_argument(
         "--half",
         action="store_true",
@@ -141,17 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the exported folder, and export a base and its finetuned decoders alike",
     )
     p.set_defaults(func=run_export)
-
-    p = sub.add_parser(
-        "import",
-        help="turn a CompressAI checkpoint into a model folder",
-        description="Read CHECKPOINT (a CompressAI training checkpoint {'state_dict': ...}, a bare "
-        "state dict, DataParallel 'module.' keys, legacy entropy-bottleneck names, or "
-        ".safetensors) as architecture ARCH and write a model folder every command takes "
-        "(compress, decompress, evaluate, finetune, ...). Sizes come from the tensor shapes.",
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("checkpoint", help="checkpoint file (.pth, .pth.tar, .pt, .safetensors)")
+    source = ("checkpoint", "checkpoint file (.pth, .pth.tar, .pt, .safetensors)")
+    p = _model_command(sub, "import", IMPORT, source)
     p.add_argument(
         "--arch",
         required=True,
@@ -159,19 +134,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mbt2018, cheng2020-anchor, cheng2020-attn) or module.path:ClassName of your own "
         "subclass of one of their classes",
     )
-    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
-    p.add_argument("--note", help="free text stored in the config's meta")
     p.set_defaults(func=run_import)
-
-    p = sub.add_parser(
-        "layers",
-        help="list a model's synthesis stages (what --layers first:K selects)",
-        description="Print the synthesis stages of MODEL from the latent outwards, each with its "
-        "parameter names: `finetune --layers first:K` trains the first K of them.",
-        formatter_class=HelpFormatter,
+    p = add_command(
+        sub, "layers", "list a model's synthesis stages (what --layers first:K selects)", LAYERS
     )
     p.add_argument("model", help="shipped model name or model folder")
     p.set_defaults(func=run_layers)
+
+
+INFO = "Print the header fields of FILE (validated, checksum included) and its bpp."
+EXPORT = (
+    "write a model folder (weights + config) from a training run or checkpoint",
+    "Copy the model of RUN (a run folder, checkpoint or model) to OUT without optimizer state, "
+    "CDF tables included: what `weights/NAME/` holds.",
+)
+IMPORT = (
+    "turn a CompressAI checkpoint into a model folder",
+    "Read CHECKPOINT (a CompressAI training checkpoint {'state_dict': ...}, a bare state dict, "
+    "DataParallel 'module.' keys, legacy entropy-bottleneck names, or .safetensors) as "
+    "architecture ARCH and write a model folder every command takes (compress, decompress, "
+    "evaluate, finetune, ...). Sizes come from the tensor shapes.",
+)
+LAYERS = (
+    "Print the synthesis stages of MODEL from the latent outwards, each with its parameter "
+    "names: `finetune --layers first:K` trains the first K of them."
+)
+
+
+def _model_command(
+    sub: argparse._SubParsersAction, name: str, texts: tuple[str, str], source: tuple[str, str]
+) -> argparse.ArgumentParser:
+    """``export`` and ``import``: a source, the model folder to write, a note for its meta."""
+    p = add_command(sub, name, *texts)
+    p.add_argument(source[0], help=source[1])
+    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
+    p.add_argument("--note", help="free text stored in the config's meta")
+    return p
 
 
 def _read_bitstream(path: str) -> bytes:

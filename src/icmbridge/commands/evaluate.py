@@ -16,22 +16,19 @@ from icmbridge.commands.options import (
     set_threads,
 )
 
+HELP = "measure a codec: bpp, PSNR, SSIM, ColorVideoVDP, SSIMULACRA 2, artifacts, task AP"
+DESCRIPTION = """\
+Code every image to a real bitstream with --model, decode it, and measure it.
+JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'cvvdp_jod',
+'ssimulacra2', 'artifact_db', 'task_ap', 'task_ap50', 'feature_distance',
+'encode_s', 'decode_s', ...}], 'mean':
+{...}}; 'mean' holds the COCO AP over the whole set for the task keys. Sets without
+annotations are scored against the task's predictions on the uncompressed images
+(flagged in 'ground_truth')."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub,
-        "evaluate",
-        "measure a codec: bpp, PSNR, SSIM, ColorVideoVDP, SSIMULACRA 2, artifacts, task AP",
-        (
-            "Code every image to a real bitstream with --model, decode it, and measure it.\n"
-            "JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'cvvdp_jod',\n"
-            "'ssimulacra2', 'artifact_db', 'task_ap', 'task_ap50', 'feature_distance',\n"
-            "'encode_s', 'decode_s', ...}], 'mean':\n"
-            "{...}}; 'mean' holds the COCO AP over the whole set for the task keys. Sets without\n"
-            "annotations are scored against the task's predictions on the uncompressed images\n"
-            "(flagged in 'ground_truth')."
-        ),
-    )
+    p = add_command(sub, "evaluate", HELP, DESCRIPTION)
     p.add_argument("--model", default="base", help="shipped model name or path")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", help="folder of images (recursive; jpg, png, webp)")

@@ -376,13 +376,9 @@ def load_ablation(out: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
     from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     parts = args.only or ["table1", "lambda", "layers"]
     words = ["icmbridge", "ablate", "--base", args.base, "--steps", str(args.steps)]
     words += ["--seed", str(args.seed), "--set", args.set, *task_argv(args)]

@@ -250,8 +250,6 @@ def run(args: argparse.Namespace) -> int:
     from icmbridge.metrics.people import people_argv, people_from_args, people_info
     from icmbridge.utils.atomic import atomic_write_bytes
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     people = people_from_args(args)  # a bad --display is refused before any coding
     samples = load_samples(None, args.set, args.limit)

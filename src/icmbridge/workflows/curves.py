@@ -184,15 +184,11 @@ def run_curves(
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
     from icmbridge.data import load_samples
     from icmbridge.evaluation.stats import format_ci
     from icmbridge.metrics.people import people_argv, people_from_args
     from icmbridge.tasks import task_argv, task_from_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
     if not models:
         raise InputError("--models needs at least one model (two or more for BD-rates)")

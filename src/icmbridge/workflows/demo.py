@@ -280,14 +280,10 @@ def people_rows(results: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
     from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
     from icmbridge.workflows.compare import _decoders
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     task = task_from_args(args)  # never None: the parser refuses --task none here
     words = ["icmbridge", "demo"] + (["--quick"] if args.quick else [])
     if (args.base, args.set, args.task) != ("base", "faces:test", "face"):
