@@ -5,9 +5,9 @@ error (``icmbridge compress`` without its IMAGE) and ``python -c "import torch"`
 that rotates from one repetition to the next so that machine noise hits all of them alike.
 Medians are compared: the goal is ``--help`` in less than half of ``import torch``.
 ``icmbridge`` runs as ``python -m icmbridge.cli`` (what the console script runs) with this
-checkout's ``src`` first on the path.
+checkout's ``src`` (or ``--src``) first on the path.
 
-    python benchmarks/startup.py [--reps 9] [--out results/startup.json]
+    python benchmarks/startup.py [--reps 9] [--out results/startup.json] [--src OTHER/src]
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def _time(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def measure(reps: int) -> dict[str, list[float]]:
-    paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+def measure(reps: int, src: Path) -> dict[str, list[float]]:
+    paths = [str(src), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     names = list(CASES)
     for name in names:  # warm the file cache once, unmeasured
@@ -53,8 +53,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--reps", type=int, default=9, help="repetitions of every case")
     p.add_argument("--out", default=str(ROOT / "results" / "startup.json"), help="JSON to write")
+    p.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="the icmbridge to time (another checkout's)"
+    )
     args = p.parse_args()
-    times = measure(args.reps)
+    times = measure(args.reps, args.src)
     medians = {n: statistics.median(t) for n, t in times.items()}
     ratio = medians["icmbridge --help"] / medians["import torch"]
     result = {
@@ -64,6 +67,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "reps": args.reps,
+        "src": str(args.src),
         "median_s": {n: round(m, 3) for n, m in medians.items()},
         "all_s": {n: [round(x, 3) for x in t] for n, t in times.items()},
         "help_over_import_torch": round(ratio, 3),
