@@ -67,7 +67,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "reps": args.reps,
-        "src": str(args.src),
+        "src": os.path.relpath(args.src, ROOT),
         "median_s": {n: round(m, 3) for n, m in medians.items()},
         "all_s": {n: [round(x, 3) for x in t] for n, t in times.items()},
         "help_over_import_torch": round(ratio, 3),
