@@ -1,6 +1,6 @@
 """Peak resident memory and time of ``icmbridge compress`` / ``decompress`` for big images.
 
-Each command runs in its own process (what a user runs, through ``icmbridge.cli.main``) and
+Each command runs in its own process (what a user runs, through ``icmbridge.commands.main``) and
 reports its own peak resident set size (``VmHWM``) as it exits. The kernel's ``ru_maxrss`` of
 the process tree is recorded beside it: it is higher because importing torch/CompressAI forks
 helper programs (``ldconfig -p``, ``lscpu``) whose short-lived copies of the parent count there.
@@ -70,7 +70,7 @@ def mosaic(width: int, height: int, block: int = 512) -> np.ndarray:
 # Runs the CLI, then prints the process's own peak RSS (kB) as the last line of stderr.
 _WRAPPER = """
 import sys
-from icmbridge.cli import main
+from icmbridge.commands import main
 code = main(sys.argv[1:])
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(f"VmHWM_kB={hwm}", file=sys.stderr)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from quick import FINETUNE
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.archs import ARCHITECTURES, codec_class
 from icmbridge.codec.model import CONFIGS, ICMCodec
 from icmbridge.codec.store import available_models, load_codec
+from icmbridge.commands import main
 
 #: The class a user of each architecture trains: CompressAI's own (ours for icm).
 PEERS = {

@@ -34,8 +34,8 @@ def test_points_beaten_by_cheaper_ones_are_dropped() -> None:
 
 def test_bd_rate_interval_from_replicates() -> None:
     """Each bootstrap replicate is a whole resampled set: its BD-rate is recomputed on it."""
-    from icmbridge.evaluation.curves import bd_rate_replicates
     from icmbridge.evaluation.stats import interval
+    from icmbridge.workflows.curves import bd_rate_replicates
 
     rng = np.random.default_rng(0)
     n = 500
@@ -57,9 +57,9 @@ def test_curves_command(tmp_path, tiny_model_dir, capsys) -> None:
 
     import torch
 
-    from icmbridge.cli import main
     from icmbridge.codec.model import CONFIGS, ICMCodec
     from icmbridge.codec.store import save_codec
+    from icmbridge.commands import main
 
     torch.manual_seed(3)
     save_codec(ICMCodec(CONFIGS["tiny"]), tmp_path / "other")

@@ -51,3 +51,14 @@ def test_memory_runs_on_the_default_model(tmp_path) -> None:
     assert row["size"] == "256x192" and row["bytes"] > 0
     for name in ("compress", "decompress"):
         assert row[name]["peak_rss_mib"] > model["info_mib"] > 0
+
+
+def test_startup_runs(tmp_path) -> None:
+    out = tmp_path / "startup.json"
+    _run("startup.py", "--reps", "1", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["median_s"]) == {
+        "icmbridge --help",
+        "icmbridge compress (argument error)",
+        "import torch",
+    }

@@ -17,7 +17,7 @@ import torch
 from coco_fixture import make_coco
 from report_fixtures import CHROMIUM, page_in_browser
 
-from icmbridge.cli import main
+from icmbridge.commands import main
 from icmbridge.data import get_set
 from icmbridge.tasks.scoring import _STAT_NAMES, coco_score
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from icmbridge.cli import main
 from icmbridge.codec.store import available_models
+from icmbridge.commands import main
 from icmbridge.report import build_report
 
 pytestmark = pytest.mark.skipif(

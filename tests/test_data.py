@@ -89,7 +89,7 @@ def test_train_crops_reproducible_per_epoch():
 
 
 def test_folder_and_coco_round_trip(tmp_path, faces_test):
-    from icmbridge.data.commands import export_coco
+    from icmbridge.data.export import export_coco
 
     export_coco(faces_test[:3], tmp_path / "set")
     (tmp_path / "set" / "sub").mkdir()
@@ -117,7 +117,7 @@ def test_get_set_errors(tmp_path):
 
 
 def test_cli_data_list_and_export(tmp_path, capsys):
-    from icmbridge.cli import main
+    from icmbridge.commands import main
 
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out

@@ -147,7 +147,7 @@ def test_bare_names_resolve_below_icmbridge_data(monkeypatch, tmp_path):
 
 
 def test_available_sets_and_cli_list(monkeypatch, tmp_path, capsys):
-    from icmbridge.cli import main
+    from icmbridge.commands import main
 
     sets = available_sets()
     assert {"photos", "faces", "bsdsfaces", "kodak", "bsds", "coco128", "widerface"} <= set(sets)
@@ -165,7 +165,7 @@ def test_available_sets_and_cli_list(monkeypatch, tmp_path, capsys):
 
 
 def test_load_samples_reads_a_whole_spec():
-    from icmbridge.evaluation.commands import load_samples
+    from icmbridge.data import load_samples
 
     samples = load_samples(None, "faces:train?n_images=3")
     assert [s.name for s in samples] == [f"faces-train-{i:03d}" for i in range(3)]
@@ -259,7 +259,7 @@ def test_widerface_ground_truth_file_choice(tiny_wider):
 
 
 def test_ignore_regions_round_trip_through_coco_export(tiny_wider, tmp_path):
-    from icmbridge.data.commands import export_coco
+    from icmbridge.data.export import export_coco
 
     samples = load_widerface(tiny_wider)
     export_coco(samples, tmp_path / "out")

@@ -10,7 +10,6 @@ import torch
 from quick import FINETUNE
 from safetensors.torch import load_file
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.decoders import (
     DecoderSpec,
@@ -19,6 +18,7 @@ from icmbridge.codec.decoders import (
     install_decoder,
 )
 from icmbridge.codec.store import available_models, load_codec, save_codec
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.train.finetune import (
     PAPER_RECIPE,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.store import available_models, load_codec
+from icmbridge.commands import main
 
 
 @pytest.mark.skipif("base" not in available_models(), reason="weights/base not shipped yet")
@@ -71,7 +71,7 @@ def test_ablate_small(tmp_path, tiny_model_dir, capsys) -> None:
     not {"base", "base-low"} <= set(available_models()), reason="rate points not shipped"
 )
 def test_demo_rate_curves(tmp_path) -> None:
-    from icmbridge.demo import RATE_POINTS, run_demo, summary_table
+    from icmbridge.workflows.demo import RATE_POINTS, run_demo, summary_table
 
     out = tmp_path / "demo"
     results = run_demo(out, quick=True, n_images=1, finetune_steps=0, curves=True)
@@ -103,7 +103,7 @@ def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -
     args = ["ablate", "--base", str(tiny_model_dir), "-o", str(out), "--steps", "1"]
     args += ["--images", "1", "--only", "lambda", "--only", "layers", "--threads", "1"]
     assert main(args) == 0
-    from icmbridge.ablate import load_ablation
+    from icmbridge.workflows.ablate import load_ablation
 
     rows = {r["config"]: r for r in load_ablation(out)["rows"]}
     # K = 2 is the default layer choice and λ_a = 1e-3 the default weight: one experiment
@@ -117,7 +117,7 @@ def test_ablate_runs_an_identical_configuration_once(tmp_path, tiny_model_dir) -
 
 
 def test_ablation_table_states_the_seed_spread() -> None:
-    from icmbridge.ablate import REPEATS, TABLE1, markdown
+    from icmbridge.workflows.ablate import REPEATS, TABLE1, markdown
 
     def row(config: str, ap50: float, psnr: float) -> dict:
         return {"config": config, "part": "table1", "mean": {"task_ap50": ap50, "psnr": psnr}}
@@ -135,7 +135,7 @@ def test_ablation_table_states_the_seed_spread() -> None:
 
 
 def test_summary_shows_bd_rate_intervals() -> None:
-    from icmbridge.demo import summary_table
+    from icmbridge.workflows.demo import summary_table
 
     results = {
         "codecs": {},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icmbridge.cli import main
+from icmbridge.commands import main
 from icmbridge.evaluation.core import METRIC_KEYS, Coded, score
 
 

@@ -9,9 +9,9 @@ import torch
 from quick import FINETUNE
 from safetensors.torch import load_file
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.store import load_codec
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.train.finetune import select_layers
 from icmbridge.train.runtime import Checkpoints

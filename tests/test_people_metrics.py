@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from shared_data import data_root, requires
 
-from icmbridge.cli import main
 from icmbridge.codec.store import available_models
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.evaluation.core import Coded, compare, score
 from icmbridge.metrics.people import (
@@ -165,7 +165,7 @@ def test_score_and_compare_carry_both_metrics(people, pair) -> None:
 def test_bd_rate_axes_and_their_text() -> None:
     """``curves`` gives BD-rates on JOD and SSIMULACRA 2 beside PSNR and AP50, each with its
     interval, and terminals name every axis (— where the curves share no quality range)."""
-    from icmbridge.evaluation.curves import BD_KEYS, bd_rate_line, bd_rate_texts
+    from icmbridge.workflows.curves import BD_KEYS, bd_rate_line, bd_rate_texts
 
     assert {"cvvdp_jod", "ssimulacra2"} <= set(BD_KEYS)
     texts = bd_rate_texts(

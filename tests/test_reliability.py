@@ -16,9 +16,9 @@ from quick import FINETUNE
 from safetensors.torch import load_file
 from sigkill import run_with_kills
 
-from icmbridge.cli import main
 from icmbridge.codec import bitstream
 from icmbridge.codec.store import load_codec
+from icmbridge.commands import main
 from icmbridge.errors import IcmError
 from icmbridge.imageio import array_to_tensor, tensor_to_array
 from icmbridge.train.runtime import Checkpoints

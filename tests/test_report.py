@@ -20,10 +20,10 @@ from report_fixtures import (
     page_in_browser,
 )
 
-from icmbridge import cli
+from icmbridge import commands
+from icmbridge.commands import report as report_commands
 from icmbridge.errors import InputError
 from icmbridge.report import build_report, pick_crop
-from icmbridge.report import commands as report_commands
 from icmbridge.report.html import MARKER, order_labels
 
 
@@ -170,7 +170,7 @@ def test_malformed_or_old_results_are_refused_in_one_line(
     (tmp_path / "r" / "results.json").write_text(json.dumps(data))
     with pytest.raises(InputError, match=re.escape(message)):
         build_report(tmp_path / "r", tmp_path / "out")
-    assert cli.main(["report", str(tmp_path / "r"), "-o", str(tmp_path / "out")]) == 2
+    assert commands.main(["report", str(tmp_path / "r"), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
@@ -291,11 +291,11 @@ def test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_prints_error_for_missing_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
+    assert commands.main(["report", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("error: results folder")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "results.json").write_text("{not json")
-    assert cli.main(["report", str(tmp_path / "bad"), "-o", str(tmp_path / "out")]) == 2
+    assert commands.main(["report", str(tmp_path / "bad"), "-o", str(tmp_path / "out")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 

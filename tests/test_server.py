@@ -32,7 +32,7 @@ import pytest
 import torch
 from PIL import Image
 
-from icmbridge import cli
+from icmbridge import commands
 from icmbridge.codec.store import available_models
 from icmbridge.imageio import array_to_tensor, load_image
 
@@ -103,7 +103,7 @@ def client(engine, tmp_path_factory: pytest.TempPathFactory):
 def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """The one-line message of a failing CLI command."""
     capsys.readouterr()
-    assert cli.main(args) == 2
+    assert commands.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0].removeprefix("error: ")
@@ -132,7 +132,7 @@ def test_upload_detects_on_the_machine_decoder_like_the_cli(
     # the task network on `icmbridge decompress --model base` of the same bytes
     (tmp_path / "face.icmb").write_bytes(data)
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["decompress", "face.icmb", "-o", "machine.png", "--model", "base"]) == 0
+    assert commands.main(["decompress", "face.icmb", "-o", "machine.png", "--model", "base"]) == 0
     x, _ = load_image(tmp_path / "machine.png")
     pred = build_task("face").predict(x)[0]
     want = [
@@ -154,7 +154,8 @@ def test_views_are_byte_identical_to_cli_decompress(
     (tmp_path / "cat.icmb").write_bytes(data)
     out = tmp_path / f"{model}.png"
     assert (
-        cli.main(["decompress", str(tmp_path / "cat.icmb"), "-o", str(out), "--model", model]) == 0
+        commands.main(["decompress", str(tmp_path / "cat.icmb"), "-o", str(out), "--model", model])
+        == 0
     )
     r = client.get(f"/v1/images/{image_id}/view?decoder={decoder}", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
@@ -187,7 +188,7 @@ def test_image_upload_is_encoded_like_cli_compress(client, image_dir: Path, tmp_
     rec = r.json()
     assert rec["source"] == "image" and rec["name"] == "corner.png"
     out = tmp_path / "corner.icmb"
-    assert cli.main(["compress", str(image_dir / "corner.png"), "-o", str(out)]) == 0
+    assert commands.main(["compress", str(image_dir / "corner.png"), "-o", str(out)]) == 0
     assert client.get(f"/v1/images/{rec['id']}.icmb", headers=AUTH).content == out.read_bytes()
     # the raw body works too, and finds the same record
     raw = client.post("/v1/images", content=png, headers=AUTH | {"X-Filename": "corner.png"})
@@ -560,7 +561,7 @@ def test_push_errors_are_one_line(live: Live, image_dir: Path, tmp_path: Path, c
     )
     (tmp_path / "junk.icmb").write_bytes(b"ICMBxx")
     capsys.readouterr()
-    code = cli.main(["push", str(tmp_path / "junk.icmb"), "--to", live.url,
+    code = commands.main(["push", str(tmp_path / "junk.icmb"), "--to", live.url,
                      "--token-file", str(live.token_file)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[0].startswith(f"error: {tmp_path / 'junk.icmb'}: truncated"), err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from quick import FINETUNE
 
-from icmbridge.cli import main
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.tasks import available_tasks, build_task, parse_task_options
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from shared_data import data_root
 
-from icmbridge.cli import main
+from icmbridge.commands import main
 from icmbridge.errors import InputError
 from icmbridge.tasks import available_tasks, build_task
 from icmbridge.tasks.yolox import YOLOX, YoloxTask

@@ -198,7 +198,7 @@ def test_chunked_rans_equals_compressai(codec, scene, monkeypatch, chunk) -> Non
 def test_cli_tile_option(tmp_path, astronaut) -> None:
     from PIL import Image
 
-    from icmbridge.cli import main
+    from icmbridge.commands import main
 
     src = tmp_path / "a.png"
     Image.fromarray(astronaut[:200, :260]).save(src)
@@ -216,7 +216,7 @@ def test_cli_tile_option(tmp_path, astronaut) -> None:
 def test_cli_device_refused_clearly(tmp_path, astronaut, capsys) -> None:
     from PIL import Image
 
-    from icmbridge.cli import main
+    from icmbridge.commands import main
 
     src = tmp_path / "a.png"
     Image.fromarray(astronaut[:64, :64]).save(src)

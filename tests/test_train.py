@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 from sigkill import run_with_kills
 
-from icmbridge.cli import main
 from icmbridge.codec.store import build_codec, load_codec
+from icmbridge.commands import main
 from icmbridge.train.runtime import Checkpoints
 
 # A run small enough for tests: tiny codec, 64² crops, packaged photos, the face task.

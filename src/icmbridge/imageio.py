@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from icmbridge.errors import InputError
-from icmbridge.utils.atomic import atomic_file
+from icmbridge.utils.atomic import atomic_file, check_input_file
 
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -53,11 +53,7 @@ def load_image(
     ``as_uint8`` returns the 8-bit values instead (a quarter of the memory; the codec reads them
     as value / 255).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file: {str(path)!r}")
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder, expected an image file")
+    path = check_input_file(path, "an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

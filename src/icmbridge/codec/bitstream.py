@@ -32,12 +32,15 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from icmbridge.codec.model import CodecContract
 from icmbridge.errors import BitstreamError, ModelMismatchError
+
+if TYPE_CHECKING:  # reading a header needs no torch (``icmbridge info`` starts fast)
+    import torch
+    from torch import Tensor
+
+    from icmbridge.codec.model import CodecContract
 
 MAGIC = b"ICMB"
 FORMAT_VERSION = 1  # written for the icm architecture
@@ -205,13 +208,17 @@ def encode(codec: CodecContract, x: Tensor, tile: int | None = None) -> bytes:
 
 
 def decode(
-    codec: CodecContract, data: bytes, tile: int | None = None, dtype: torch.dtype = torch.float32
+    codec: CodecContract, data: bytes, tile: int | None = None, dtype: torch.dtype | None = None
 ) -> Tensor:
-    """Decode a bitstream into a ``(1, 3, H, W)`` image: float in [0, 1], or uint8 (rounded).
+    """Decode a bitstream into a ``(1, 3, H, W)`` image: float in [0, 1] (``dtype`` None: float32),
+    or uint8 (rounded).
 
     ``tile`` as in :func:`encode`; the bitstream does not depend on it, the pixels only by float
     summation order (at most one grey level).
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     header = parse_header(data)
     expected = fingerprint(codec)
     if header.fingerprint != expected:

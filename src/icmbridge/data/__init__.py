@@ -47,12 +47,6 @@ from icmbridge.data.images import Sample, TrainCrops, list_images, load_coco, lo
 from icmbridge.errors import InputError
 
 DATA_ENV = "ICMBRIDGE_DATA"
-#: The ``--set`` help of every command that reads a set.
-SET_HELP = (
-    "image set, NAME[:PATH][:SPLIT][?KEY=VALUE,...], e.g. faces:test, kodak, bsds:test, "
-    "yolo:data/coco128, widerface?min_size=30, coco128?take=0:32 (a fixed part of any set; "
-    "bare names are found below $ICMBRIDGE_DATA; see `icmbridge data list`)"
-)
 SPLIT_WORDS = ("train", "val", "test", "trainval", "all")
 
 
@@ -373,8 +367,20 @@ def _load(parsed: SetSpec, split: str | None) -> list[Sample]:
     raise AssertionError(parsed.kind)  # every kind is handled above
 
 
+def load_samples(images: str | None, set_spec: str, limit: int | None = None) -> list[Sample]:
+    """The samples of a folder ``images`` (``--images``) or else of the set spec ``set_spec``
+    (``--set``; test split unless the spec names one), the first ``limit`` of them."""
+    samples = load_folder(images) if images else get_set(set_spec, "test")
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be ≥ 1, got {limit}")
+        samples = samples[:limit]
+    if not samples:
+        raise InputError("no images to evaluate")
+    return samples
+
+
 __all__ = [
-    "SET_HELP",
     "DATA_ENV",
     "Sample",
     "SetSpec",
@@ -383,6 +389,7 @@ __all__ = [
     "data_root",
     "get_set",
     "list_images",
+    "load_samples",
     "load_coco",
     "load_folder",
     "parse_spec",

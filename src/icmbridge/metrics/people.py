@@ -171,25 +171,9 @@ class PeopleMetrics:
 
 
 # ------------------------------------------------------------------------ command-line options
-def add_people_arguments(p: argparse.ArgumentParser) -> None:
-    """``--display`` and ``--no-people-metrics``: the same two on every command that scores."""
-    p.add_argument(
-        "--display",
-        default=DEFAULT_DISPLAY,
-        help="ColorVideoVDP's display model (any SDR display of the cvvdp package, e.g. "
-        "standard_4k, standard_phone)",
-    )
-    p.add_argument(
-        "--no-people-metrics",
-        dest="people_metrics",
-        action="store_false",
-        help="skip ColorVideoVDP and SSIMULACRA 2 (about 1–2 s per Kodak image; faster runs)",
-    )
-
-
 def people_from_args(args: argparse.Namespace) -> PeopleMetrics | None:
-    """The metrics of parsed :func:`add_people_arguments` options (None when skipped); a bad
-    display or a missing package is a one-line error before any coding starts."""
+    """The metrics of parsed ``--display`` and ``--no-people-metrics`` (None when skipped); a
+    bad display or a missing package is a one-line error before any coding starts."""
     if not getattr(args, "people_metrics", True):
         return None
     return PeopleMetrics(getattr(args, "display", DEFAULT_DISPLAY))

@@ -195,37 +195,9 @@ def parse_task_options(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-def add_task_arguments(
-    p: argparse.ArgumentParser, default: str | None = "face", allow_none: bool = True
-) -> None:
-    """``--task``, ``--task-weights``, ``--task-option``: the same three on every command."""
-    none = ", or 'none' to skip task metrics" if allow_none else ""
-
-    def task_name(value: str) -> str:
-        if not allow_none and value == "none":
-            raise argparse.ArgumentTypeError(f"{p.prog} needs a task network; 'none' is refused")
-        return value
-
-    p.add_argument(
-        "--task",
-        type=task_name,
-        default=default,
-        help=f"machine task: a name (see icmbridge.tasks), an 'icmbridge.tasks' entry point, "
-        f"or module.path:factory{none}",
-    )
-    p.add_argument("--task-weights", help="local weights file of the task network")
-    p.add_argument(
-        "--task-option",
-        dest="task_options",
-        action="append",
-        metavar="KEY=VALUE",
-        help="keyword argument of the task's factory, repeatable (e.g. num_classes=3, "
-        "box_score_thresh=0.3, min_size=512)",
-    )
-
-
 def task_from_args(args: argparse.Namespace) -> MachineTask | None:
-    """The task of parsed ``add_task_arguments`` options (None for ``--task none``)."""
+    """The task of parsed ``--task`` options (None for ``--task none``); the options are
+    declared in :mod:`icmbridge.commands.options`."""
     if args.task in (None, "none"):
         return None
     return build_task(
@@ -248,7 +220,6 @@ def task_argv(args: argparse.Namespace) -> list[str]:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MachineTask",
-    "add_task_arguments",
     "parse_task_options",
     "task_argv",
     "task_from_args",

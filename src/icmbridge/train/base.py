@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,64 +28,7 @@ from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import build_codec, load_codec
 from icmbridge.errors import InputError
 from icmbridge.train import runtime as rtm
-
-
-@dataclass
-class TrainConfig:
-    out: str
-    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
-    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
-    init: str | None = None  # start from this model instead of random weights
-    task: str = "face"
-    task_weights: str | None = None
-    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
-    task_loss: str = "distill"  # or "supervised": the task's loss against the annotations
-    data: list[str] = field(default_factory=lambda: ["faces", "photos"])
-    steps: int = 4000
-    batch_size: int = 8
-    crop: int = 128
-    lr: float = 1e-4
-    aux_lr: float = 1e-3
-    warmup: int = 100
-    lambda_task: float = 1.0
-    lambda_mse: float = 0.01
-    target_bpp: float | None = None
-    rate_gain: float = 0.02  # how fast w_rate follows target_bpp (per step, log scale)
-    clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 10
-    max_bad_steps: int = 20
-    device: str = "auto"
-    threads: int | None = None
-    tensorboard: bool = True
-    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
-    lr_schedule: str = "cosine"  # or "constant" after the warm-up (open-ended runs)
-    snapshot: str | None = None  # weights-only copy of the run, replaced at every checkpoint
-
-    def validate(self) -> None:
-        for name in ("lambda_task", "lambda_mse", "lr", "aux_lr", "clip"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise InputError(
-                    f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}"
-                )
-        if self.lambda_task == 0 and self.lambda_mse == 0:
-            raise InputError("--lambda-task and --lambda-mse are both 0: nothing to learn but rate")
-        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise InputError("--steps, --batch-size and --checkpoint-every must be ≥ 1")
-        if self.crop < 64 or self.crop % 16:
-            raise InputError(f"--crop must be a multiple of 16 and ≥ 64, got {self.crop}")
-        check_task_loss(self.task_loss)
-        if self.task == "none" and self.lambda_task > 0:
-            raise InputError("--task none trains without a task network: set --lambda-task 0")
-        if self.lr_schedule not in rtm.LR_SCHEDULES:
-            raise InputError(
-                f"--lr-schedule must be one of {', '.join(rtm.LR_SCHEDULES)}, "
-                f"not {self.lr_schedule!r}"
-            )
-        if self.target_bpp is not None and not (0 < self.target_bpp < 24):
-            raise InputError(f"--target-bpp must lie in (0, 24), got {self.target_bpp}")
+from icmbridge.train.config import TASK_LOSSES, TrainConfig, check_task_loss  # noqa: F401
 
 
 def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
@@ -112,18 +55,6 @@ def validation_images(n: int = 2) -> list[torch.Tensor]:
 
     samples = get_set("photos", "test")[:n]
     return [array_to_tensor(s.image[:256, :256]) for s in samples]
-
-
-TASK_LOSSES = ("distill", "supervised")
-
-
-def check_task_loss(mode: str, data: Any = None, names: list[str] | None = None) -> None:
-    """Refuse an unknown ``--task-loss``, and ``supervised`` on sets without annotations."""
-    if mode not in TASK_LOSSES:
-        raise InputError(f"--task-loss must be distill or supervised, not {mode!r}")
-    annotated = data is None or any(getattr(s, "boxes", None) is not None for s in data.images)
-    if mode == "supervised" and not annotated:
-        raise InputError(f"--task-loss supervised needs annotated training sets; {names} have none")
 
 
 def compute_task_loss(

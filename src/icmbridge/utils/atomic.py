@@ -15,6 +15,16 @@ from pathlib import Path
 from icmbridge.errors import InputError
 
 
+def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse a missing input, or a folder where ``what`` (e.g. "an image file") was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {str(path)!r}")
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder, expected {what}")
+    return path
+
+
 def check_output_path(path: str | os.PathLike[str]) -> Path:
     """Refuse, before any work is done, an output whose folder is missing or not writable."""
     path = Path(path)

@@ -30,56 +30,6 @@ from typing import Any
 from icmbridge.errors import InputError
 from icmbridge.metrics.people import DEFAULT_DISPLAY
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.data import SET_HELP
-    from icmbridge.metrics.people import add_people_arguments
-    from icmbridge.tasks import add_task_arguments
-
-    p = sub.add_parser(
-        "demo",
-        help="the main job: code, decode twice, finetune live, compare, report",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("-o", "--out", default="out/demo", help="folder for files, results, report")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="a ~2-minute version (fewer images, a short live finetune, JPEG only)",
-    )
-    p.add_argument("--images", type=int, help="number of demo images (default: 8; quick: 3)")
-    p.add_argument(
-        "--finetune-steps",
-        type=int,
-        help="steps of the live finetune (default: 150; quick: 10; 0 skips it)",
-    )
-    p.add_argument(
-        "--no-curves",
-        dest="curves",
-        action="store_false",
-        default=None,
-        help="skip the rate curves over the shipped rate points (always skipped with --quick)",
-    )
-    p.add_argument("--base", default="base", help="the codec that writes the bitstreams")
-    p.add_argument(
-        "--decoders",
-        help="decoders finetuned from --base, comma separated (names, paths or LABEL=PATH); "
-        "default: the shipped human decoders that read --base's bitstreams",
-    )
-    p.add_argument("--set", default="faces:test", help=SET_HELP)
-    add_task_arguments(p, allow_none=False)
-    add_people_arguments(p)
-    p.add_argument(
-        "--filter-set",
-        help="images the post-filters' parameters are searched on (default: the training split "
-        "of --set, else photos:train)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.set_defaults(func=run)
-
-
 RATE_POINTS = ("base-low", "base", "base-high")
 """Shipped models of one family at different rates: the demo's rate curves use those present."""
 
@@ -123,12 +73,12 @@ def run_demo(
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
     from icmbridge.data import get_set, train_split
-    from icmbridge.evaluation.compare import compare_decoders
     from icmbridge.evaluation.core import task_reference
     from icmbridge.evaluation.results import CodecResult, Results
     from icmbridge.imageio import array_to_tensor
     from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
+    from icmbridge.workflows.compare import compare_decoders
 
     start = time.perf_counter()
     people = PeopleMetrics(display) if people_metrics else None
@@ -210,7 +160,7 @@ def run_demo(
     rate_points = [m for m in RATE_POINTS if m in shipped] if base == "base" else []
     curve_results = None
     if (not quick if curves is None else curves) and len(rate_points) >= 2:
-        from icmbridge.evaluation.curves import run_curves
+        from icmbridge.workflows.curves import run_curves
 
         _say(f"[3/3] rate curves: {', '.join(rate_points)} vs {', '.join(names)}")
         curve_results = run_curves(
@@ -262,8 +212,8 @@ def summary_table(results: dict[str, Any]) -> str:
     """The demo's results as a terminal table: means with 95 % intervals over images, and the
     paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0); then
     the same for people (ColorVideoVDP JOD, SSIMULACRA 2) where they were measured."""
-    from icmbridge.evaluation.curves import bd_rate_line, bd_rate_texts
     from icmbridge.evaluation.stats import format_ci, format_diff
+    from icmbridge.workflows.curves import bd_rate_line, bd_rate_texts
 
     ref = results.get("uncompressed") or {}
     rows = [
@@ -330,14 +280,10 @@ def people_rows(results: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
-    from icmbridge.evaluation.compare import _decoders
     from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
+    from icmbridge.workflows.compare import _decoders
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     task = task_from_args(args)  # never None: the parser refuses --task none here
     words = ["icmbridge", "demo"] + (["--quick"] if args.quick else [])
     if (args.base, args.set, args.task) != ("base", "faces:test", "face"):

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, fields
+from typing import Any
 
+from icmbridge.commands.options import (
+    add_command,
+    add_task_options,
+    comma_list,
+    document_defaults,
+)
 from icmbridge.errors import InputError
+from icmbridge.train.config import PRESETS, FinetuneConfig, TrainConfig
 
 
 def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False) -> None:
@@ -28,12 +36,10 @@ def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False)
     )
     p.add_argument(
         "--data",
-        type=lambda s: [t for t in s.split(",") if t],
+        type=comma_list,
         help="training sets, comma separated (see `icmbridge data list`)",
     )
-    from icmbridge.tasks import add_task_arguments
-
-    add_task_arguments(p, default=None, allow_none=task_optional)
+    add_task_options(p, default=None, allow_none=task_optional)
     p.add_argument(
         "--task-loss",
         choices=["distill", "supervised"],
@@ -54,25 +60,46 @@ def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False)
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.base import TrainConfig
+def _finish(p: argparse.ArgumentParser, config: object, func: object, **runtime: bool) -> None:
+    """The options every training command shares, and the config's defaults in their help."""
+    add_runtime_options(p, **runtime)
+    document_defaults(p, {k: v for k, v in asdict(config).items() if k != "out"})
+    p.set_defaults(func=func)
 
-    d = TrainConfig(out="")
-    p = sub.add_parser(
-        "train",
-        help="train a base ICM codec (rate + task loss)",
-        description=(
-            "Train an ICM codec for a machine task:\n"
-            "  loss = w_rate·bpp + λ_task·task(x̂, x) + λ_mse·255²·MSE(x̂, x)\n"
-            "Checkpoints go to OUT/checkpoints (atomic; --resume continues exactly). Under\n"
-            "`torchrun --nproc_per_node=K -m icmbridge.cli train ...` it trains with DDP.\n"
-            f"Defaults: codec {d.codec}, task {d.task}, data {','.join(d.data)}, steps {d.steps}, "
-            f"batch {d.batch_size}×{d.crop}², lr {d.lr}, λ_task {d.lambda_task}, "
-            f"λ_mse {d.lambda_mse}."
-        ),
-        formatter_class=HelpFormatter,
+
+def _train_text(d: TrainConfig) -> str:
+    return (
+        "Train an ICM codec for a machine task:\n"
+        "  loss = w_rate·bpp + λ_task·task(x̂, x) + λ_mse·255²·MSE(x̂, x)\n"
+        "Checkpoints go to OUT/checkpoints (atomic; --resume continues exactly). Under\n"
+        "`torchrun --nproc_per_node=K -m icmbridge.cli train ...` it trains with DDP.\n"
+        f"Defaults: codec {d.codec}, task {d.task}, data {','.join(d.data)}, steps {d.steps}, "
+        f"batch {d.batch_size}×{d.crop}², lr {d.lr}, λ_task {d.lambda_task}, "
+        f"λ_mse {d.lambda_mse}."
     )
+
+
+def _finetune_text(d: FinetuneConfig, presets: dict[str, Any]) -> str:
+    return (
+        "Train a human decoder on --base's bitstreams: encoder and entropy models stay\n"
+        "frozen, so the result decodes the base codec's files byte for byte. The decoder may\n"
+        "differ from the base's (--decoder refine: the base's g_s + a full-resolution\n"
+        "residual CNN, initialised to the base's output). With the encoder frozen, ŷ of\n"
+        "the training images is computed once (--cache) and steps run the decoder only.\n"
+        "  loss_G = λ_mse·MSE + λ_msssim·(1−MS-SSIM) + λ_freq·spectrum + λ_a·adv\n"
+        "           (+ λ_task·task),  loss_D = adv(real, fake)  (no D at λ_a = 0)\n"
+        f"Defaults: decoder {d.decoder} ({d.decoder_channels} ch × {d.decoder_blocks} "
+        f"blocks), layers {d.layers}, λ_a {d.lambda_a}, λ_msssim {d.lambda_msssim}, "
+        f"{d.steps} steps of {d.batch_size}×{d.crop}², lr {d.lr}.\n"
+        "--preset paper: the paper's recipe (Le et al., ICIP 2022: first 2 layers of the\n"
+        "base's own decoder, PatchGAN on 3×128² patches, λ_a 1e-3); --preset li: its\n"
+        "low-impact row. Presets: " + "; ".join(f"{k} = {v}" for k, v in presets.items())
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = TrainConfig(out="")
+    p = add_command(sub, "train", "train a base ICM codec (rate + task loss)", _train_text(d))
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
     p.add_argument("--codec", help="named codec configuration (tiny, cpu, bmshj2018)")
     p.add_argument(
@@ -112,9 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "no optimizer state), replaced at every checkpoint: small enough to commit, so that "
         "--resume on a machine without OUT's checkpoints goes on from it",
     )
-    add_runtime_options(p, task_optional=True)
-    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
-    p.set_defaults(func=run_train)
+    _finish(p, d, run_train, task_optional=True)
     register_finetune(sub)
 
 
@@ -128,7 +153,7 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
     values = {f.name: getattr(cls(out=""), f.name) for f in fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in values and v is not None}
     if "preset" in values and not saved:
-        from icmbridge.train.finetune import apply_preset
+        from icmbridge.train.config import apply_preset
 
         values = apply_preset(values, given.get("preset"), set(given))
     if saved:
@@ -145,30 +170,9 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
 
 
 def register_finetune(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.finetune import PRESETS, FinetuneConfig
-
     d = FinetuneConfig(out="")
-    p = sub.add_parser(
-        "finetune",
-        help="train a decoder for people on a base's bitstreams (the human decoder)",
-        description=(
-            "Train a human decoder on --base's bitstreams: encoder and entropy models stay\n"
-            "frozen, so the result decodes the base codec's files byte for byte. The decoder may\n"
-            "differ from the base's (--decoder refine: the base's g_s + a full-resolution\n"
-            "residual CNN, initialised to the base's output). With the encoder frozen, ŷ of\n"
-            "the training images is computed once (--cache) and steps run the decoder only.\n"
-            "  loss_G = λ_mse·MSE + λ_msssim·(1−MS-SSIM) + λ_freq·spectrum + λ_a·adv\n"
-            "           (+ λ_task·task),  loss_D = adv(real, fake)  (no D at λ_a = 0)\n"
-            f"Defaults: decoder {d.decoder} ({d.decoder_channels} ch × {d.decoder_blocks} "
-            f"blocks), layers {d.layers}, λ_a {d.lambda_a}, λ_msssim {d.lambda_msssim}, "
-            f"{d.steps} steps of {d.batch_size}×{d.crop}², lr {d.lr}.\n"
-            "--preset paper: the paper's recipe (Le et al., ICIP 2022: first 2 layers of the\n"
-            "base's own decoder, PatchGAN on 3×128² patches, λ_a 1e-3); --preset li: its\n"
-            "low-impact row. Presets: " + "; ".join(f"{k} = {v}" for k, v in PRESETS.items())
-        ),
-        formatter_class=HelpFormatter,
-    )
+    help = "train a decoder for people on a base's bitstreams (the human decoder)"
+    p = add_command(sub, "finetune", help, _finetune_text(d, PRESETS))
     p.add_argument("--base", help="model to finetune (name or path)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, run.json)")
     p.add_argument(
@@ -203,57 +207,52 @@ def register_finetune(sub: argparse._SubParsersAction) -> None:
         "transposed conv with its IGDN), last:K (nearest the image), all, or name patterns "
         "(g_s.refine: the refinement alone)",
     )
-    p.add_argument("--patch-size", type=int, help="side of the discriminator's patches")
-    p.add_argument("--patches", type=int, help="patches per image, same places in x and x̂")
-    p.add_argument("--lambda-a", type=float, help="weight of the adversarial loss")
-    p.add_argument("--lambda-mse", type=float, help="weight of the MSE (on [0, 1] pixels)")
-    p.add_argument("--mse-on", choices=["patches", "image"], help="MSE on the patches or image")
-    p.add_argument(
-        "--lambda-task", type=float, help="weight of an optional task loss (not in the paper)"
-    )
-    p.add_argument("--gan-mode", choices=["lsgan", "vanilla", "hinge"], help="adversarial loss")
-    p.add_argument(
-        "--d-norm",
-        choices=["batch", "batch-joint", "instance", "spectral", "none"],
-        help="discriminator normalisation (batch-joint: BatchNorm over real and decoded "
-        "patches in one batch, so D judges patches, not batch statistics)",
-    )
-    p.add_argument(
-        "--lambda-a-mode",
-        choices=["fixed", "adaptive"],
-        help="adaptive: λ = λ_a·clip(‖∇rec‖/‖∇adv‖) at the last trainable layer (Esser et al. "
-        "2021), so λ_a is the size of the adversarial gradient relative to the MSE's",
-    )
-    p.add_argument("--adaptive-max", type=float, help="clip of the adaptive ratio")
-    p.add_argument(
-        "--d-warmup", type=int, help="D updates alone on the frozen base before the decoder moves"
-    )
-    p.add_argument(
-        "--health-set",
-        help="held-out images (a set spec) whose patch pairs D is scored on in eval mode",
-    )
-    p.add_argument("--health-crops", type=int, help="crops of the health set (0: no health check)")
-    p.add_argument("--health-every", type=int, help="steps between D health checks")
-    p.add_argument(
-        "--d-cond",
-        choices=["none", "latent"],
-        help="latent: D also sees the decoded latent ŷ under each patch (HiFiC / MS-ILLM), so "
-        "it can judge whether a patch fits its latents, not only whether it looks natural",
-    )
-    p.add_argument("--d-cond-channels", type=int, help="channels ŷ is projected to for D")
-    p.add_argument("--ndf", type=int, help="discriminator base width")
-    p.add_argument("--d-layers", type=int, help="discriminator strided layers")
-    p.add_argument("--d-steps", type=int, help="discriminator updates per generator update")
-    p.add_argument("--r1", type=float, help="R1 penalty weight on real patches (0: off)")
+    _add_adversarial_options(p)
     p.add_argument("--lr", type=float, help="learning rate of the finetuned layers")
     p.add_argument("--lr-d", type=float, help="learning rate of the discriminator")
     p.add_argument("--warmup", type=int, help="linear warm-up steps (then cosine decay)")
     p.add_argument(
         "--collapse-steps", type=int, help="warn when D's loss stays below 1e-3 this many steps"
     )
-    add_runtime_options(p)
-    document_defaults(p, {k: v for k, v in asdict(d).items() if k != "out"})
-    p.set_defaults(func=run_finetune)
+    _finish(p, d, run_finetune)
+
+
+#: finetune's loss weights and discriminator: (option, type or choices, help), in help order.
+ADVERSARIAL_OPTIONS: list[tuple[str, Any, str]] = [
+    ("--patch-size", int, "side of the discriminator's patches"),
+    ("--patches", int, "patches per image, same places in x and x̂"),
+    ("--lambda-a", float, "weight of the adversarial loss"),
+    ("--lambda-mse", float, "weight of the MSE (on [0, 1] pixels)"),
+    ("--mse-on", ["patches", "image"], "MSE on the patches or image"),
+    ("--lambda-task", float, "weight of an optional task loss (not in the paper)"),
+    ("--gan-mode", ["lsgan", "vanilla", "hinge"], "adversarial loss"),
+    ("--d-norm", ["batch", "batch-joint", "instance", "spectral", "none"],
+     "discriminator normalisation (batch-joint: BatchNorm over real and decoded patches in one "
+     "batch, so D judges patches, not batch statistics)"),
+    ("--lambda-a-mode", ["fixed", "adaptive"],
+     "adaptive: λ = λ_a·clip(‖∇rec‖/‖∇adv‖) at the last trainable layer (Esser et al. 2021), "
+     "so λ_a is the size of the adversarial gradient relative to the MSE's"),
+    ("--adaptive-max", float, "clip of the adaptive ratio"),
+    ("--d-warmup", int, "D updates alone on the frozen base before the decoder moves"),
+    ("--health-set", str,
+     "held-out images (a set spec) whose patch pairs D is scored on in eval mode"),
+    ("--health-crops", int, "crops of the health set (0: no health check)"),
+    ("--health-every", int, "steps between D health checks"),
+    ("--d-cond", ["none", "latent"],
+     "latent: D also sees the decoded latent ŷ under each patch (HiFiC / MS-ILLM), so it can "
+     "judge whether a patch fits its latents, not only whether it looks natural"),
+    ("--d-cond-channels", int, "channels ŷ is projected to for D"),
+    ("--ndf", int, "discriminator base width"),
+    ("--d-layers", int, "discriminator strided layers"),
+    ("--d-steps", int, "discriminator updates per generator update"),
+    ("--r1", float, "R1 penalty weight on real patches (0: off)"),
+]  # fmt: skip
+
+
+def _add_adversarial_options(p: argparse.ArgumentParser) -> None:
+    for option, kind, help in ADVERSARIAL_OPTIONS:
+        kwargs = {"choices": kind} if isinstance(kind, list) else {"type": kind}
+        p.add_argument(option, help=help, **kwargs)
 
 
 def run_finetune(args: argparse.Namespace) -> int:

@@ -62,41 +62,6 @@ LAMBDA_SWEEP = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LAYER_SWEEP = [1, 2, 3, 4]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.data import SET_HELP
-    from icmbridge.metrics.people import add_people_arguments
-    from icmbridge.tasks import add_task_arguments
-
-    p = sub.add_parser(
-        "ablate",
-        help="run the paper's Table 1 rows, λ_a and layer sweeps",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("--base", default="base", help="base model to finetune (name or path)")
-    p.add_argument("-o", "--out", default="results/ablation", help="output folder")
-    p.add_argument("--steps", type=int, default=400, help="finetuning steps per row")
-    p.add_argument("--seed", type=int, default=0, help="seed of every row")
-    p.add_argument("--set", default="faces:test", help="held-out images to score: " + SET_HELP)
-    add_task_arguments(p, allow_none=False)
-    add_people_arguments(p)
-    p.add_argument("--images", type=int, default=24, help="held-out images to score (the first N)")
-    p.add_argument(
-        "--data",
-        type=lambda s: [t for t in s.split(",") if t],
-        help="finetuning sets, comma separated (default: finetune's, faces,photos)",
-    )
-    p.add_argument(
-        "--only",
-        choices=["table1", "lambda", "layers"],
-        action="append",
-        help="run only these parts (repeatable; default: all)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.set_defaults(func=run)
-
-
 def rows(parts: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """(part, label, finetune options) of every row to run."""
     out: list[tuple[str, str, dict[str, Any]]] = []
@@ -135,12 +100,12 @@ def run_ablation(
     import torch
 
     from icmbridge.data import get_set
-    from icmbridge.evaluation.compare import compare_decoders
     from icmbridge.evaluation.core import task_reference
     from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
     from icmbridge.train.finetune import PAPER_RECIPE, FinetuneConfig, finetune
     from icmbridge.train.runtime import Checkpoints
+    from icmbridge.workflows.compare import compare_decoders
 
     if steps < 1 or n_images < 1:
         raise InputError("--steps and --images must be ≥ 1")
@@ -411,13 +376,9 @@ def load_ablation(out: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
     from icmbridge.metrics.people import check_display, people_argv
     from icmbridge.tasks import task_argv, task_from_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     parts = args.only or ["table1", "lambda", "layers"]
     words = ["icmbridge", "ablate", "--base", args.base, "--steps", str(args.steps)]
     words += ["--seed", str(args.seed), "--set", args.set, *task_argv(args)]

@@ -21,53 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 
 if TYPE_CHECKING:
     from icmbridge.evaluation.core import PeopleScorer
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.metrics.people import add_people_arguments
-    from icmbridge.tasks import add_task_arguments
-
-    p = sub.add_parser(
-        "compare",
-        help="decoders of one set of bitstreams vs classical codecs at the same bytes, with CIs",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("--base", default="base", help="the codec that writes the bitstreams")
-    p.add_argument(
-        "--decoders",
-        default="human,human-li",
-        help="comma-separated decoders finetuned from --base (names or paths; LABEL=PATH names "
-        "one); '' for none",
-    )
-    p.add_argument(
-        "--codecs", default="jpeg,webp,avif,heif", help="classical codecs at matched bytes; ''"
-    )
-    p.add_argument("--set", default="faces:test", help=SET_HELP)
-    add_task_arguments(p)
-    add_people_arguments(p)
-    p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument(
-        "--no-images",
-        dest="images",
-        action="store_false",
-        help="do not write originals and decoded images (the report then shows no crops)",
-    )
-    p.add_argument(
-        "--reference",
-        default="base",
-        help="the codec every other one is compared with, image by image (e.g. a λ_a = 0 "
-        "control, to see what the adversarial term adds)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.set_defaults(func=run)
 
 
 def _decoders(spec: str) -> dict[str, str]:
@@ -288,13 +245,11 @@ def markdown(results: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from icmbridge.evaluation.commands import load_samples
+    from icmbridge.data import load_samples
     from icmbridge.evaluation.core import task_reference
     from icmbridge.metrics.people import people_argv, people_from_args, people_info
     from icmbridge.utils.atomic import atomic_write_bytes
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     people = people_from_args(args)  # a bad --display is refused before any coding
     samples = load_samples(None, args.set, args.limit)

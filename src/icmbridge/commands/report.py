@@ -7,23 +7,19 @@ import shlex
 import sys
 from pathlib import Path
 
+from icmbridge.commands.options import add_command
 from icmbridge.errors import InputError
+
+HELP = "write a static HTML report (tables, plots, zoomed crops, slider) of a results folder"
+DESCRIPTION = """\
+Read RESULTS_DIR (results.json, originals/, decoded/LABEL/ as written by
+`icmbridge demo` or `icmbridge ablate`) and write REPORT_DIR/index.html with its
+images under REPORT_DIR/assets/. The page needs no network. An existing REPORT_DIR
+is replaced only if it is an earlier report (or empty)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-
-    p = sub.add_parser(
-        "report",
-        help="write a static HTML report (tables, plots, zoomed crops, slider) of a results folder",
-        description=(
-            "Read RESULTS_DIR (results.json, originals/, decoded/LABEL/ as written by\n"
-            "`icmbridge demo` or `icmbridge ablate`) and write REPORT_DIR/index.html with its\n"
-            "images under REPORT_DIR/assets/. The page needs no network. An existing REPORT_DIR\n"
-            "is replaced only if it is an earlier report (or empty)."
-        ),
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(sub, "report", HELP, DESCRIPTION)
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="folder holding results.json")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report folder")
     p.add_argument(

@@ -24,38 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 from icmbridge.evaluation.results import Results
 
 if TYPE_CHECKING:
     from icmbridge.metrics.people import PeopleMetrics
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.metrics.people import add_people_arguments
-    from icmbridge.tasks import add_task_arguments
-
-    p = sub.add_parser(
-        "curves",
-        help="rate curves (PSNR, JOD, SSIMULACRA 2, task AP50 vs bpp) and BD-rates",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument(
-        "--models",
-        default="base-low,base,base-high",
-        help="our rate points, comma separated names or paths",
-    )
-    p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
-    p.add_argument("--set", default="faces:test", help=SET_HELP)
-    add_task_arguments(p)
-    add_people_arguments(p)
-    p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("-o", "--out", default="results/curves", help="output folder")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.set_defaults(func=run)
 
 
 _CURVE_KEYS = ("bpp", "psnr", "task_ap50", "task_ap", "ssim", "cvvdp_jod", "ssimulacra2")
@@ -212,15 +185,11 @@ def run_curves(
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    import torch
-
-    from icmbridge.evaluation.commands import load_samples
+    from icmbridge.data import load_samples
     from icmbridge.evaluation.stats import format_ci
     from icmbridge.metrics.people import people_argv, people_from_args
     from icmbridge.tasks import task_argv, task_from_args
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
     if not models:
         raise InputError("--models needs at least one model (two or more for BD-rates)")

@@ -6,11 +6,19 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from icmbridge.codec.tiling import AUTO_TILE_ABOVE, DEFAULT_TILE
+from icmbridge.commands.options import (
+    AUTO_TILE_ABOVE,
+    DEFAULT_TILE,
+    add_command,
+    set_threads,
+)
 from icmbridge.errors import InputError
+from icmbridge.utils.atomic import check_input_file
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -39,6 +47,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -61,52 +71,52 @@ def _tile_setting(value: str) -> int:
     return tile
 
 
+def _coding_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    texts: tuple[str, str],
+    source: tuple[str, str],
+    output_help: str,
+    func: object,
+) -> None:
+    """``compress`` and ``decompress``: one input file, ``-o``, the model options."""
+    p = add_command(sub, name, *texts)
+    p.add_argument(source[0], help=source[1])
+    p.add_argument("-o", "--output", help=output_help)
+    _add_model(p)
+    p.set_defaults(func=func)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-
-    p = sub.add_parser(
+    _coding_command(
+        sub,
         "compress",
-        help="encode an image into an icmbridge bitstream",
-        description="Encode IMAGE with the codec's encoder and entropy models into a bitstream "
-        "file. Any size and any image mode Pillow reads; non-RGB inputs are converted with a note.",
-        formatter_class=HelpFormatter,
+        (
+            "encode an image into an icmbridge bitstream",
+            "Encode IMAGE with the codec's encoder and entropy models into a bitstream file. "
+            "Any size and any image mode Pillow reads; non-RGB inputs are converted with a note.",
+        ),
+        ("image", "input image (PNG, JPEG, WebP, ...)"),
+        "bitstream to write (default: IMAGE with suffix .icmb)",
+        run_compress,
     )
-    p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
-    p.add_argument("-o", "--output", help="bitstream to write (default: IMAGE with suffix .icmb)")
-    _add_model(p)
-    p.set_defaults(func=run_compress)
-
-    p = sub.add_parser(
+    _coding_command(
+        sub,
         "decompress",
-        help="decode an icmbridge bitstream into an image",
-        description="Decode FILE with --model. Any decoder finetuned from the model that wrote "
-        "the file reads it (e.g. --model human reads files of --model base).",
-        formatter_class=HelpFormatter,
+        (
+            "decode an icmbridge bitstream into an image",
+            "Decode FILE with --model. Any decoder finetuned from the model that wrote the file "
+            "reads it (e.g. --model human reads files of --model base).",
+        ),
+        ("file", "bitstream written by `icmbridge compress`"),
+        "image to write (default: FILE with suffix .png)",
+        run_decompress,
     )
-    p.add_argument("file", help="bitstream written by `icmbridge compress`")
-    p.add_argument("-o", "--output", help="image to write (default: FILE with suffix .png)")
-    _add_model(p)
-    p.set_defaults(func=run_decompress)
 
-    p = sub.add_parser(
-        "info",
-        help="show a bitstream's header and bitrate",
-        description="Print the header fields of FILE (validated, checksum included) and its bpp.",
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(sub, "info", "show a bitstream's header and bitrate", INFO)
     p.add_argument("file", help="bitstream written by `icmbridge compress`")
     p.set_defaults(func=run_info)
-
-    p = sub.add_parser(
-        "export",
-        help="write a model folder (weights + config) from a training run or checkpoint",
-        description="Copy the model of RUN (a run folder, checkpoint or model) to OUT without "
-        "optimizer state, CDF tables included: what `weights/NAME/` holds.",
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("run", help="run folder, checkpoint folder or model")
-    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
-    p.add_argument("--note", help="free text stored in the config's meta")
+    p = _model_command(sub, "export", EXPORT, ("run", "run folder, checkpoint folder or model"))
     p.add_argument(
         "--half",
         action="store_true",
@@ -115,17 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the exported folder, and export a base and its finetuned decoders alike",
     )
     p.set_defaults(func=run_export)
-
-    p = sub.add_parser(
-        "import",
-        help="turn a CompressAI checkpoint into a model folder",
-        description="Read CHECKPOINT (a CompressAI training checkpoint {'state_dict': ...}, a bare "
-        "state dict, DataParallel 'module.' keys, legacy entropy-bottleneck names, or "
-        ".safetensors) as architecture ARCH and write a model folder every command takes "
-        "(compress, decompress, evaluate, finetune, ...). Sizes come from the tensor shapes.",
-        formatter_class=HelpFormatter,
-    )
-    p.add_argument("checkpoint", help="checkpoint file (.pth, .pth.tar, .pt, .safetensors)")
+    source = ("checkpoint", "checkpoint file (.pth, .pth.tar, .pt, .safetensors)")
+    p = _model_command(sub, "import", IMPORT, source)
     p.add_argument(
         "--arch",
         required=True,
@@ -133,34 +134,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mbt2018, cheng2020-anchor, cheng2020-attn) or module.path:ClassName of your own "
         "subclass of one of their classes",
     )
-    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
-    p.add_argument("--note", help="free text stored in the config's meta")
     p.set_defaults(func=run_import)
-
-    p = sub.add_parser(
-        "layers",
-        help="list a model's synthesis stages (what --layers first:K selects)",
-        description="Print the synthesis stages of MODEL from the latent outwards, each with its "
-        "parameter names: `finetune --layers first:K` trains the first K of them.",
-        formatter_class=HelpFormatter,
+    p = add_command(
+        sub, "layers", "list a model's synthesis stages (what --layers first:K selects)", LAYERS
     )
     p.add_argument("model", help="shipped model name or model folder")
     p.set_defaults(func=run_layers)
 
 
-def _set_threads(n: int | None) -> None:
-    if n is not None:
-        if n < 1:
-            raise InputError(f"--threads must be at least 1, got {n}")
-        torch.set_num_threads(n)
+INFO = "Print the header fields of FILE (validated, checksum included) and its bpp."
+EXPORT = (
+    "write a model folder (weights + config) from a training run or checkpoint",
+    "Copy the model of RUN (a run folder, checkpoint or model) to OUT without optimizer state, "
+    "CDF tables included: what `weights/NAME/` holds.",
+)
+IMPORT = (
+    "turn a CompressAI checkpoint into a model folder",
+    "Read CHECKPOINT (a CompressAI training checkpoint {'state_dict': ...}, a bare state dict, "
+    "DataParallel 'module.' keys, legacy entropy-bottleneck names, or .safetensors) as "
+    "architecture ARCH and write a model folder every command takes (compress, decompress, "
+    "evaluate, finetune, ...). Sizes come from the tensor shapes.",
+)
+LAYERS = (
+    "Print the synthesis stages of MODEL from the latent outwards, each with its parameter "
+    "names: `finetune --layers first:K` trains the first K of them."
+)
+
+
+def _model_command(
+    sub: argparse._SubParsersAction, name: str, texts: tuple[str, str], source: tuple[str, str]
+) -> argparse.ArgumentParser:
+    """``export`` and ``import``: a source, the model folder to write, a note for its meta."""
+    p = add_command(sub, name, *texts)
+    p.add_argument(source[0], help=source[1])
+    p.add_argument("-o", "--output", required=True, help="model folder to (re)place")
+    p.add_argument("--note", help="free text stored in the config's meta")
+    return p
 
 
 def _read_bitstream(path: str) -> bytes:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"no such file: {path!r}")
-    if p.is_dir():
-        raise InputError(f"{path!r} is a folder, expected a bitstream file")
+    p = check_input_file(path, "a bitstream file")
     try:
         return p.read_bytes()
     except OSError as exc:
@@ -173,7 +186,7 @@ def run_compress(args: argparse.Namespace) -> int:
     from icmbridge.imageio import load_image
     from icmbridge.utils.atomic import atomic_write_bytes, check_output_path
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     output = Path(args.output) if args.output else Path(args.image).with_suffix(".icmb")
     check_output_path(output)
     x, notes = load_image(args.image, max_pixels=bitstream.max_pixels(), as_uint8=True)
@@ -193,12 +206,14 @@ def run_compress(args: argparse.Namespace) -> int:
 
 
 def run_decompress(args: argparse.Namespace) -> int:
+    import torch
+
     from icmbridge.codec import bitstream
     from icmbridge.codec.store import load_codec
     from icmbridge.imageio import save_image
     from icmbridge.utils.atomic import check_output_path
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     output = Path(args.output) if args.output else Path(args.file).with_suffix(".png")
     check_output_path(output)
     data = _read_bitstream(args.file)

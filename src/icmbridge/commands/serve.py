@@ -9,6 +9,7 @@ import socket
 import sys
 from pathlib import Path
 
+from icmbridge.commands.options import HelpFormatter, add_task_options, set_threads
 from icmbridge.errors import InputError
 
 TOKEN_FILE = "token"
@@ -29,9 +30,7 @@ def _size(value: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.server.app import DEFAULT_MAX_BODY
-    from icmbridge.tasks import add_task_arguments
+    from icmbridge.server.app import DEFAULT_MAX_BODY  # no FastAPI or torch at import
 
     p = sub.add_parser(
         "serve",
@@ -66,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--queue", type=int, default=32, help="requests that may wait for them; more get 503"
     )
-    add_task_arguments(p, default=None)
+    add_task_options(p, default=None)
     p.set_defaults(func=run_serve)
     for action in p._actions:
         if action.dest == "task":
@@ -176,12 +175,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_push(args: argparse.Namespace) -> int:
     from icmbridge.server.client import push
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be at least 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.retries < 0:
         raise InputError(f"--retries must be 0 or more, got {args.retries}")
     return push(args.paths, args.to, args.token_file, args.model, args.retries, sys.stdout)

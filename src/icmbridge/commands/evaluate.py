@@ -7,29 +7,28 @@ import shlex
 import sys
 from typing import Any
 
-from icmbridge.data import SET_HELP
-from icmbridge.errors import InputError
+from icmbridge.commands.options import (
+    SET_HELP,
+    add_command,
+    add_people_options,
+    add_task_options,
+    add_threads,
+    set_threads,
+)
+
+HELP = "measure a codec: bpp, PSNR, SSIM, ColorVideoVDP, SSIMULACRA 2, artifacts, task AP"
+DESCRIPTION = """\
+Code every image to a real bitstream with --model, decode it, and measure it.
+JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'cvvdp_jod',
+'ssimulacra2', 'artifact_db', 'task_ap', 'task_ap50', 'feature_distance',
+'encode_s', 'decode_s', ...}], 'mean':
+{...}}; 'mean' holds the COCO AP over the whole set for the task keys. Sets without
+annotations are scored against the task's predictions on the uncompressed images
+(flagged in 'ground_truth')."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from icmbridge.cli import HelpFormatter
-    from icmbridge.metrics.people import add_people_arguments
-    from icmbridge.tasks import add_task_arguments
-
-    p = sub.add_parser(
-        "evaluate",
-        help="measure a codec: bpp, PSNR, SSIM, ColorVideoVDP, SSIMULACRA 2, artifacts, task AP",
-        description=(
-            "Code every image to a real bitstream with --model, decode it, and measure it.\n"
-            "JSON: {'images': [{'name', 'bpp', 'psnr', 'ssim', 'ms_ssim', 'cvvdp_jod',\n"
-            "'ssimulacra2', 'artifact_db', 'task_ap', 'task_ap50', 'feature_distance',\n"
-            "'encode_s', 'decode_s', ...}], 'mean':\n"
-            "{...}}; 'mean' holds the COCO AP over the whole set for the task keys. Sets without\n"
-            "annotations are scored against the task's predictions on the uncompressed images\n"
-            "(flagged in 'ground_truth')."
-        ),
-        formatter_class=HelpFormatter,
-    )
+    p = add_command(sub, "evaluate", HELP, DESCRIPTION)
     p.add_argument("--model", default="base", help="shipped model name or path")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", help="folder of images (recursive; jpg, png, webp)")
@@ -38,28 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="faces:test",
         help=SET_HELP,
     )
-    add_task_arguments(p)
-    add_people_arguments(p)
+    add_task_options(p)
+    add_people_options(p)
     p.add_argument("--vgg-weights", help="local torchvision vgg16 weights for vgg_distance")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    add_threads(p)
     p.set_defaults(func=run)
-
-
-def load_samples(images: str | None, set_spec: str, limit: int | None = None) -> list:
-    """The samples of ``--images`` (a folder) or of the set spec ``--set`` (test split unless the
-    spec names one; see `icmbridge data list`)."""
-    from icmbridge.data import get_set, load_folder
-
-    samples = load_folder(images) if images else get_set(set_spec, "test")
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be ≥ 1, got {limit}")
-        samples = samples[:limit]
-    if not samples:
-        raise InputError("no images to evaluate")
-    return samples
 
 
 def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = None) -> str:
@@ -92,12 +76,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from icmbridge.codec.store import load_codec
+    from icmbridge.data import load_samples
     from icmbridge.evaluation.core import code_with_model, score, task_reference
     from icmbridge.metrics.people import people_argv, people_from_args, people_info
     from icmbridge.utils.atomic import check_output_path
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.json_out:
         check_output_path(args.json_out)
     people = people_from_args(args)
