@@ -56,7 +56,7 @@ def add_runtime_options(p: argparse.ArgumentParser, task_optional: bool = False)
 
 def register(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.base import TrainConfig
+    from icmbridge.train.config import TrainConfig
 
     d = TrainConfig(out="")
     p = sub.add_parser(
@@ -128,7 +128,7 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
     values = {f.name: getattr(cls(out=""), f.name) for f in fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in values and v is not None}
     if "preset" in values and not saved:
-        from icmbridge.train.finetune import apply_preset
+        from icmbridge.train.config import apply_preset
 
         values = apply_preset(values, given.get("preset"), set(given))
     if saved:
@@ -146,7 +146,7 @@ def config_from_args(cls, args: argparse.Namespace, saved: dict | None = None):
 
 def register_finetune(sub: argparse._SubParsersAction) -> None:
     from icmbridge.cli import HelpFormatter, document_defaults
-    from icmbridge.train.finetune import PRESETS, FinetuneConfig
+    from icmbridge.train.config import PRESETS, FinetuneConfig
 
     d = FinetuneConfig(out="")
     p = sub.add_parser(
