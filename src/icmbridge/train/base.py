@@ -29,7 +29,7 @@ from icmbridge.codec.store import build_codec, load_codec
 from icmbridge.errors import InputError
 from icmbridge.train import runtime as rtm
 from icmbridge.train.config import TASK_LOSSES, TrainConfig, check_task_loss
-from icmbridge.train.loop import Loop, LoopState
+from icmbridge.train.loop import Loop, LoopState, formatted
 
 __all__ = ["TASK_LOSSES", "TrainConfig", "Training", "check_task_loss", "train"]
 
@@ -240,12 +240,7 @@ class Training(Loop):
         return True, terms
 
     def postfix(self, terms: dict[str, float]) -> dict[str, str]:
-        return {
-            "bpp": f"{terms['bpp']:.3f}",
-            "task": f"{terms['task']:.4f}",
-            "psnr": f"{terms['psnr']:.1f}",
-            "w": f"{self.w_rate:.2f}",
-        }
+        return formatted({**terms, "w": self.w_rate}, bpp=".3f", task=".4f", psnr=".1f", w=".2f")
 
     def scalars(self, terms: dict[str, float]) -> dict[str, float]:
         lr = self.opt.param_groups[0]["lr"]

@@ -30,19 +30,39 @@ def check_task_loss(mode: str, data: Any = None, names: list[str] | None = None)
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every training command is given (``add_runtime_options``): the run folder, the task
+    and data, the schedule's length and the runtime. Subclasses set their own defaults of
+    ``steps`` and ``checkpoint_every``."""
+
     out: str
-    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
-    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
-    init: str | None = None  # start from this model instead of random weights
     task: str = "face"
     task_weights: str | None = None
     task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
     task_loss: str = "distill"  # or "supervised": the task's loss against the annotations
     data: list[str] = field(default_factory=lambda: ["faces", "photos"])
-    steps: int = 4000
+    steps: int = 1000
     batch_size: int = 8
     crop: int = 128
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    max_bad_steps: int = 20
+    device: str = "auto"
+    threads: int | None = None
+    tensorboard: bool = True
+    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """``icmbridge train``: the shared options (:class:`RunConfig`), the codec and its loss."""
+
+    steps: int = 4000  # (the shared options' defaults for this command)
+    checkpoint_every: int = 250
+    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
+    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
+    init: str | None = None  # start from this model instead of random weights
     lr: float = 1e-4
     aux_lr: float = 1e-3
     warmup: int = 100
@@ -51,14 +71,6 @@ class TrainConfig:
     target_bpp: float | None = None
     rate_gain: float = 0.02  # how fast w_rate follows target_bpp (per step, log scale)
     clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 10
-    max_bad_steps: int = 20
-    device: str = "auto"
-    threads: int | None = None
-    tensorboard: bool = True
-    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
     lr_schedule: str = "cosine"  # or "constant" after the warm-up (open-ended runs)
     snapshot: str | None = None  # weights-only copy of the run, replaced at every checkpoint
 
@@ -134,13 +146,14 @@ def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) ->
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     """Defaults: the recipe of the decoder measured best for people (issue 27, ``weights/base.md``:
     all of the base's g_s, MSE on whole crops, cached ŷ, no D); ``--decoder latent`` measured
     level with it (+0.003 dB, +0.34 SSIMULACRA 2) at 1.4 M more parameters. The paper's recipe
     is ``--preset paper`` (:data:`PAPER_RECIPE`)."""
 
-    out: str
+    steps: int = 900  # (the shared options' defaults for this command)
+    checkpoint_every: int = 100
     base: str = "base"
     decoder: str = "same"  # human-decoder architecture (icmbridge.codec.decoders)
     decoder_channels: int = 32
@@ -155,10 +168,6 @@ class FinetuneConfig:
     lambda_freq: float = 0.0  # weight of the log-amplitude spectrum L1 (texture kept, not blurred)
     mse_on: str = "image"  # or "patches"
     lambda_task: float = 0.0
-    task: str = "face"
-    task_weights: str | None = None
-    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
-    task_loss: str = "distill"  # or "supervised" (with --lambda-task > 0 and annotated data)
     lambda_a_mode: str = "fixed"  # or "adaptive": λ_a · clip(‖∇rec‖ / ‖∇adv‖) (Esser et al.)
     adaptive_max: float = 1e4  # clip of the adaptive ratio
     gan_mode: str = "lsgan"
@@ -177,19 +186,7 @@ class FinetuneConfig:
     lr_d: float = 2e-4
     beta1: float = 0.9  # Adam β1 of the decoder (the paper's recipe: 0.5, as for a GAN)
     warmup: int = 20
-    steps: int = 900
-    batch_size: int = 8
-    crop: int = 128
-    data: list[str] = field(default_factory=lambda: ["faces", "photos"])
-    seed: int = 0
-    checkpoint_every: int = 100
-    log_every: int = 10
     collapse_steps: int = 50
-    max_bad_steps: int = 20
-    device: str = "auto"
-    threads: int | None = None
-    tensorboard: bool = True
-    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
     preset: str | None = None
 
     def validate(self) -> None:

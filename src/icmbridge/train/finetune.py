@@ -53,7 +53,7 @@ from icmbridge.train.config import (
     check_task_loss,
 )
 from icmbridge.train.latent_cache import LatentCache
-from icmbridge.train.loop import Loop, LoopState
+from icmbridge.train.loop import Loop, LoopState, formatted
 
 # re-exported: they were defined here before icmbridge.train.config / .adversarial
 __all__ = [
@@ -525,14 +525,10 @@ class Finetuning(Loop):
         write_health(self.run_dir, state.health)
 
     def postfix(self, terms: dict[str, float]) -> dict[str, str]:
-        return {
-            "d_real": f"{terms['d_real']:.2f}",
-            "d_fake": f"{terms['d_fake']:.2f}",
-            "d_auc": f"{self.auc_now:.2f}",
-            "adv_share": f"{terms['adv_grad_share']:.3f}",
-            "mse": f"{terms['mse']:.5f}",
-            "adv": f"{terms['adv']:.3f}",
-        }
+        shown = {**terms, "d_auc": self.auc_now, "adv_share": terms["adv_grad_share"]}
+        return formatted(
+            shown, d_real=".2f", d_fake=".2f", d_auc=".2f", adv_share=".3f", mse=".5f", adv=".3f"
+        )
 
     def held_out(self, step: int) -> None:
         if self.val is None:

@@ -61,6 +61,11 @@ class LoopState:
             )
 
 
+def formatted(values: dict[str, float], **specs: str) -> dict[str, str]:
+    """The ``values`` named in ``specs``, each formatted with its spec (progress-bar fields)."""
+    return {name: format(values[name], spec) for name, spec in specs.items()}
+
+
 class Loop:
     """The skeleton of a training run; subclasses fill in the hooks below ``run``."""
 
