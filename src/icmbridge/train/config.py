@@ -53,6 +53,10 @@ class RunConfig:
     tensorboard: bool = True
     stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
 
+    def validate(self) -> None:
+        """Refuse settings that cannot train, with a message naming the option."""
+        raise NotImplementedError
+
 
 @dataclass
 class TrainConfig(RunConfig):

@@ -9,10 +9,10 @@
 optionally warm D up alone on the frozen base (``--d-warmup``: the decoder does not move until D
 can judge patches); then per step one D step and one G step. The adversarial part is an object
 decided once from the settings (:mod:`icmbridge.train.adversarial`: a PatchGAN, or none at
-λ_a = 0). D's health (held-out per-patch AUC,
-:mod:`icmbridge.gan.health`) is measured at the start, during warm-up, when the decoder starts to
-move and every ``--health-every`` steps; it goes to TensorBoard, the progress bar, ``health.json``
-in the run folder and the model's metadata. ``--lambda-a-mode adaptive`` balances the two
+λ_a = 0). D's health (held-out per-patch AUC, :mod:`icmbridge.gan.health`) is measured at the
+start, during warm-up, when the decoder starts to move and every ``--health-every`` steps; it
+goes to TensorBoard, the progress bar, ``health.json`` in the run folder and the model's
+metadata. ``--lambda-a-mode adaptive`` balances the two
 gradients at the last trainable layer (Esser et al. 2021): λ = λ_a · clip(‖∇L_rec‖ / ‖∇L_adv‖).
 
 Only the selected decoder parameters change. The encoder, hyper-prior and entropy models are

@@ -28,6 +28,7 @@ import torch
 from icmbridge.codec.model import CodecContract
 from icmbridge.errors import IcmError
 from icmbridge.train import runtime as rtm
+from icmbridge.train.config import RunConfig
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Loop:
     state: LoopState
     saved: dict[str, Any] | None  # the training state resumed from, None for a fresh run
 
-    def __init__(self, cfg: Any, resume: bool = False) -> None:
+    def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         self.cfg, self.resume = cfg, resume
         self.run_dir = Path(cfg.out)
         self.ckpts = rtm.Checkpoints(self.run_dir)
