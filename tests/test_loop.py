@@ -80,12 +80,13 @@ def test_config_and_presets_import_without_torch() -> None:
 
 def test_ablation_rows_are_the_presets() -> None:
     from icmbridge.ablate import TABLE1
-    from icmbridge.train.config import PAPER_RECIPE, PRESETS
+    from icmbridge.train.config import LOW_IMPACT, PAPER_PATCHES, PAPER_RECIPE, PRESETS
 
     rows = dict(TABLE1)
     assert PRESETS["paper"] == {**PAPER_RECIPE, **rows["3 patches 128×128"]}
-    li = {**PAPER_RECIPE, **rows["3 patches 128×128, LI"]}
-    assert {k: li[k] for k in PRESETS["li"]} == PRESETS["li"]
+    assert rows["3 patches 128×128, LI"] == {**PAPER_PATCHES, **LOW_IMPACT}
+    # (--preset li is the low-impact change on the recipe's own patches, as before)
+    assert PRESETS["li"] == {**PAPER_RECIPE, **LOW_IMPACT}
 
 
 def test_the_adversary_is_decided_by_lambda_a() -> None:
