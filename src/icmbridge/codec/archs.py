@@ -267,24 +267,27 @@ class AutoregressiveRecipe(MeanScaleRecipe):
 
 
 # ---------------------------------------------------------------------- the registered classes
-class Bmshj2018Factorized(FactorizedRecipe, FactorizedPrior):
+class BalleTransforms:
+    """Ballé et al.'s g_a and g_s (bmshj2018, mbt2018): ICMCodec's 4 × k5 s2 layers, so a tile
+    needs ±2 latents of context in each (listed first: its halos win over the recipes' None)."""
+
+    analysis_halo = synthesis_halo = 2
+
+
+class Bmshj2018Factorized(BalleTransforms, FactorizedRecipe, FactorizedPrior):
     arch = "bmshj2018-factorized"
-    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
-class Bmshj2018Hyperprior(ScaleRecipe, ScaleHyperprior):
+class Bmshj2018Hyperprior(BalleTransforms, ScaleRecipe, ScaleHyperprior):
     arch = "bmshj2018-hyperprior"
-    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
-class Mbt2018Mean(MeanScaleRecipe, MeanScaleHyperprior):
+class Mbt2018Mean(BalleTransforms, MeanScaleRecipe, MeanScaleHyperprior):
     arch = "mbt2018-mean"
-    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
 
 
-class Mbt2018(AutoregressiveRecipe, JointAutoregressiveHierarchicalPriors):
+class Mbt2018(BalleTransforms, AutoregressiveRecipe, JointAutoregressiveHierarchicalPriors):
     arch = "mbt2018"
-    analysis_halo = synthesis_halo = 2  # g_a, g_s: ICMCodec's 4 × k5 s2 layers
     hyper_halo = 2  # h_s: mean-scale's (2 × deconv k5 s2, a k3 conv)
 
 

@@ -9,14 +9,14 @@ CompressAI's 255² scaling so that λ_mse reads like CompressAI's λ. ``w_rate``
 towards ``target_bpp`` when one is given. The entropy bottleneck's auxiliary loss has its own
 optimizer, as in CompressAI.
 
-Read top to bottom: configuration, setup, the loop, checkpoints.
+Read top to bottom: the loss's parts, then :class:`Training`, the hooks of the shared loop
+(:mod:`icmbridge.train.loop`): build, one step, what to log and save.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import build_codec, load_codec
 from icmbridge.errors import InputError
 from icmbridge.train import runtime as rtm
-from icmbridge.train.config import TASK_LOSSES, TrainConfig, check_task_loss  # noqa: F401
+from icmbridge.train.config import TASK_LOSSES, TrainConfig, check_task_loss
+from icmbridge.train.loop import Loop, LoopState, formatted
+
+__all__ = ["TASK_LOSSES", "TrainConfig", "Training", "check_task_loss", "train"]
 
 
 def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
@@ -121,184 +124,155 @@ def _in_sorted_order(
     }
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train a base ICM codec; returns the folder of the final checkpoint."""
-    from icmbridge.tasks import build_task, parse_task_options
+@dataclass
+class TrainState(LoopState):
+    """The loop state of ``train``: the steered rate weight (log scale) and, after a restart
+    from a snapshot (fresh optimizer moments), the step the learning rate warmed up again from."""
 
-    cfg.validate()
-    rt = rtm.setup_runtime(cfg.device, cfg.threads)
-    run_dir = Path(cfg.out)
-    ckpts = rtm.Checkpoints(run_dir)
-    try:
-        rtm.prepare_run_dir(rt, run_dir, {"command": "train", **asdict(cfg)})
+    log_w_rate: float = 0.0
+    rewarm_from: int | None = None
 
-        # --- model, task, data, optimizers
-        torch.manual_seed(cfg.seed)
-        snapshot = Path(cfg.snapshot) if cfg.snapshot else None
-        codec, saved = rtm.start_codec(
-            ckpts,
-            resume,
-            rt,
-            lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec, cfg.arch),
-            snapshot,
-        )
+    def to_dict(self) -> dict[str, Any]:  # the order of earlier versions' snapshot.json
+        d = super().to_dict()
+        order = ["step", "log_w_rate", "bad_steps", "skipped", "cpu_seconds", "wall_seconds"]
+        return {k: d[k] for k in [*order, *(k for k in d if k not in order)]}
+
+
+class Training(Loop):
+    """``icmbridge train``: rate + task (+ MSE) on the whole codec, entropy bottleneck aux loss."""
+
+    command = "train"
+    bad_step_hint = "lower --lr or the λ weights"
+    cfg: TrainConfig
+
+    def build(self) -> None:
+        from icmbridge.tasks import build_task, parse_task_options
+
+        cfg, rt = self.cfg, self.rt
+        self.snapshot = Path(cfg.snapshot) if cfg.snapshot else None
+        fresh = lambda: load_codec(cfg.init) if cfg.init else build_codec(cfg.codec, cfg.arch)  # noqa: E731
+        codec, self.saved = rtm.start_codec(self.ckpts, self.resume, rt, fresh, self.snapshot)
+        self.codec = codec
         codec.to(rt.device).train()
-        task = (  # λ_task = 0 (rate + MSE only) needs no task network
+        self.task = (  # λ_task = 0 (rate + MSE only) needs no task network
             build_task(
                 cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
             ).to(rt.device)
             if cfg.lambda_task > 0
             else None
         )
-        data = build_training_data(cfg.data, cfg.crop, cfg.seed)
-        check_task_loss(cfg.task_loss, data, cfg.data)
+        self.data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        check_task_loss(cfg.task_loss, self.data, cfg.data)
         # CompressAI's split: the entropy bottlenecks' quantiles get their own optimizer
         optimizers = net_aux_optimizer(
             codec,
             {"net": {"type": "Adam", "lr": cfg.lr}, "aux": {"type": "Adam", "lr": cfg.aux_lr}},
         )
-        opt, aux_opt = optimizers["net"], optimizers["aux"]
-        main_params = opt.param_groups[0]["params"]
-        state: dict[str, Any] = {"step": 0, "log_w_rate": 0.0, "bad_steps": 0, "skipped": 0}
-
-        if saved is not None and saved.get("from_snapshot"):
-            state = {**state, **saved["loop"], "rewarm_from": saved["loop"]["step"]}
+        self.opt, self.aux_opt = optimizers["net"], optimizers["aux"]
+        self.state = TrainState()
+        saved = self.saved
+        if saved is not None and saved.get("from_snapshot"):  # optimizers start afresh
+            loop = {**saved["loop"], "rewarm_from": saved["loop"]["step"]}
+            self.state = TrainState.from_dict(loop)
         elif saved is not None:
-            opt.load_state_dict(_in_sorted_order(saved["optimizer"], codec, saved, "net"))
-            aux_opt.load_state_dict(_in_sorted_order(saved["aux_optimizer"], codec, saved, "aux"))
-            state = saved["loop"]
-        # CPU time and wall-clock spent in the loop, accumulated over every start of the run
-        state.setdefault("cpu_seconds", 0.0)
-        state.setdefault("wall_seconds", 0.0)
-        if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
-            return ckpts.last or run_dir
+            self.opt.load_state_dict(_in_sorted_order(saved["optimizer"], codec, saved, "net"))
+            self.aux_opt.load_state_dict(
+                _in_sorted_order(saved["aux_optimizer"], codec, saved, "aux")
+            )
+            self.state = TrainState.from_dict(saved["loop"])
 
-        model: torch.nn.Module = codec
-        if rt.distributed:
+    def prepare(self) -> None:
+        self.model: torch.nn.Module = self.codec
+        if self.rt.distributed:
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-                codec, [n for n, _ in codec.named_parameters() if n.endswith("quantiles")]
+                self.codec, [n for n, _ in self.codec.named_parameters() if n.endswith("quantiles")]
             )
-            model = DistributedDataParallel(codec, broadcast_buffers=False)
-        log = rtm.Logger(rt, run_dir, cfg.tensorboard)
-        val = validation_images() if rt.is_main else []
+            self.model = DistributedDataParallel(self.codec, broadcast_buffers=False)
+        self.val = validation_images() if self.rt.is_main else []
 
-        def save(step: int) -> None:
-            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
-            meta = {"trained_steps": step, "train_config": asdict(cfg)}
-            rtm.save_checkpoint(
-                rt,
-                ckpts,
-                step,
-                codec,
-                lambda: meta,
-                lambda: {
-                    "optimizer": opt.state_dict(),
-                    "aux_optimizer": aux_opt.state_dict(),
-                    "loop": dict(state),
-                    "rng": rngs,
-                    "param_order": "sorted",  # net_aux_optimizer's order of parameters
-                },
-            )
-            if snapshot is not None and rt.is_main:
-                rtm.write_snapshot(snapshot, codec, meta, state)
+    def step(self, step: int) -> tuple[bool, dict[str, float] | None]:
+        cfg, rt, state, opt = self.cfg, self.rt, self.state, self.opt
+        lr = rtm.schedule_lr(
+            step, cfg.steps, cfg.lr, cfg.warmup, cfg.lr_schedule, state.rewarm_from
+        )
+        rtm.set_lr(opt, lr)
+        x, ids = rtm.step_batch(self.data, step, cfg.batch_size, rt)
+        x = x.to(rt.device)
+        out = self.model(x, sample_seeds=ids + cfg.seed * 10**9)
+        x_hat = out["x_hat"]
+        bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
+        mse = F.mse_loss(x_hat, x)
+        task_loss = (
+            compute_task_loss(self.task, x_hat, x, self.data, ids, cfg.task_loss)
+            if self.task is not None
+            else torch.zeros((), device=rt.device)
+        )
+        self.w_rate = math.exp(state.log_w_rate)
+        loss = self.w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
 
-        # the global generators as they were when the checkpoint was written (task networks
-        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
-        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
-        # --- the loop
-        bar = rtm.progress(rt, cfg.steps, state["step"], "train")
-        t0 = time.perf_counter()
-        clock = (time.perf_counter(), time.process_time())
-        for step in bar:
-            lr = rtm.schedule_lr(
-                step, cfg.steps, cfg.lr, cfg.warmup, cfg.lr_schedule, state.get("rewarm_from")
-            )
-            rtm.set_lr(opt, lr)
-            x, ids = rtm.step_batch(data, step, cfg.batch_size, rt)
-            x = x.to(rt.device)
-            out = model(x, sample_seeds=ids + cfg.seed * 10**9)
-            x_hat = out["x_hat"]
-            bpp = bpp_from_likelihoods(out["likelihoods"], x.shape[0] * x.shape[2] * x.shape[3])
-            mse = F.mse_loss(x_hat, x)
-            task_loss = (
-                compute_task_loss(task, x_hat, x, data, ids, cfg.task_loss)
-                if task is not None
-                else torch.zeros((), device=rt.device)
-            )
-            w_rate = math.exp(state["log_w_rate"])
-            loss = w_rate * bpp + cfg.lambda_task * task_loss + cfg.lambda_mse * 255**2 * mse
+        ok = rtm.all_finite(rt, loss)
+        if ok:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], cfg.clip)
+            ok = rtm.all_finite(rt, grad_norm)
+        if not ok:
+            opt.zero_grad(set_to_none=True)
+            return False, None
+        opt.step()
+        self.aux_opt.zero_grad(set_to_none=True)
+        aux = self.codec.aux_loss()
+        aux.backward()
+        self.aux_opt.step()
+        terms = rtm.mean_over_ranks(
+            rt,
+            {
+                "loss": loss.item(),
+                "bpp": bpp.item(),
+                "task": task_loss.item(),
+                "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
+                "aux": aux.item(),
+            },
+        )
+        if cfg.target_bpp is not None:  # steer the rate weight (log scale) towards the target
+            err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
+            state.log_w_rate = min(7.0, max(-7.0, state.log_w_rate + cfg.rate_gain * err))
+        return True, terms
 
-            ok = rtm.all_finite(rt, loss)
-            if ok:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(main_params, cfg.clip)
-                ok = rtm.all_finite(rt, grad_norm)
-            state["step"] = step + 1
-            if not ok:  # every rank skips the step together; the run goes on to its checkpoints
-                opt.zero_grad(set_to_none=True)
-                rtm.count_bad_step(state, step, cfg.max_bad_steps, "lower --lr or the λ weights")
-            else:
-                opt.step()
-                state["bad_steps"] = 0
-                aux_opt.zero_grad(set_to_none=True)
-                aux = codec.aux_loss()
-                aux.backward()
-                aux_opt.step()
-                terms = rtm.mean_over_ranks(
-                    rt,
-                    {
-                        "loss": loss.item(),
-                        "bpp": bpp.item(),
-                        "task": task_loss.item(),
-                        "psnr": -10 * math.log10(max(mse.item(), 1e-10)),
-                        "aux": aux.item(),
-                    },
-                )
-                if cfg.target_bpp is not None:
-                    err = math.log(max(terms["bpp"], 1e-6) / cfg.target_bpp)
-                    state["log_w_rate"] = min(
-                        7.0, max(-7.0, state["log_w_rate"] + cfg.rate_gain * err)
-                    )
-            if ok and rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
-                bar.set_postfix(
-                    bpp=f"{terms['bpp']:.3f}",
-                    task=f"{terms['task']:.4f}",
-                    psnr=f"{terms['psnr']:.1f}",
-                    w=f"{w_rate:.2f}",
-                )
-                log.scalars(
-                    step,
-                    {
-                        **terms,
-                        "w_rate": w_rate,
-                        "lr": opt.param_groups[0]["lr"],
-                        "skipped": state["skipped"],
-                        "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
-                    },
-                )
-            now = (time.perf_counter(), time.process_time())
-            state["wall_seconds"] += now[0] - clock[0]
-            state["cpu_seconds"] += now[1] - clock[1]
-            clock = now
-            due = rtm.checkpoint_due(state["step"], cfg.checkpoint_every, cfg.steps)
-            if due:
-                if rt.is_main and val:
-                    held_out = measure(codec, val)
-                    log.scalars(step, held_out, prefix="heldout")
-                    log.image(step, "heldout/x_hat", codec.eval()(val[0])["x_hat"][0].detach())
-                    codec.train()
-                    bar.write(
-                        f"step {state['step']}: held-out {held_out['bpp']:.3f} bpp, "
-                        f"{held_out['psnr']:.2f} dB"
-                    )
-                save(state["step"])
-            if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
-                if not due:
-                    save(state["step"])
-                break
-            clock = (time.perf_counter(), time.process_time())  # monitoring is not training
-        log.close()
-        return ckpts.last or run_dir
-    finally:
-        rtm.teardown_runtime(rt)
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        return formatted({**terms, "w": self.w_rate}, bpp=".3f", task=".4f", psnr=".1f", w=".2f")
+
+    def scalars(self, terms: dict[str, float]) -> dict[str, float]:
+        lr = self.opt.param_groups[0]["lr"]
+        return {**terms, "w_rate": self.w_rate, "lr": lr, "skipped": self.state.skipped}
+
+    def held_out(self, step: int) -> None:
+        if not self.val:
+            return
+        codec, val = self.codec, self.val
+        held_out = measure(codec, val)
+        self.log.scalars(step, held_out, prefix="heldout")
+        self.log.image(step, "heldout/x_hat", codec.eval()(val[0])["x_hat"][0].detach())
+        codec.train()
+        self.bar.write(
+            f"step {self.state.step}: held-out {held_out['bpp']:.3f} bpp, {held_out['psnr']:.2f} dB"
+        )
+
+    def meta(self, step: int) -> dict[str, Any]:
+        return {"trained_steps": step, "train_config": asdict(self.cfg)}
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.opt.state_dict(),
+            "aux_optimizer": self.aux_opt.state_dict(),
+            "param_order": "sorted",  # net_aux_optimizer's order of parameters
+        }
+
+    def saved_checkpoint(self, step: int) -> None:
+        if self.snapshot is not None and self.rt.is_main:
+            rtm.write_snapshot(self.snapshot, self.codec, self.meta(step), self.state.to_dict())
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train a base ICM codec; returns the folder of the final checkpoint."""
+    return Training(cfg, resume).run()

@@ -1,9 +1,9 @@
-"""Training settings without torch: the configurations of ``train`` and ``finetune``, the
-finetuning presets, and the checks that need no model.
+"""The settings of the training commands and their presets, without torch.
 
-The command line builds its parsers (defaults in ``--help``, preset names) from these, so
-``icmbridge --help`` and argument errors answer without importing torch;
-:mod:`icmbridge.train.base` and :mod:`icmbridge.train.finetune` re-export them.
+``TrainConfig`` (``icmbridge train``: rate + task loss) and ``FinetuneConfig`` (``icmbridge
+finetune``: the human decoder), each with its checks, and the finetuning presets (the paper's
+recipe and rows), defined once: the command line shows them as defaults and ``ablate`` builds its
+Table 1 from them. Nothing here imports torch, so the command-line parsers build without it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icmbridge.errors import InputError
+
+#: Learning-rate schedules of ``train`` (see :func:`icmbridge.train.runtime.schedule_lr`).
+LR_SCHEDULES = ("cosine", "constant")
 
 TASK_LOSSES = ("distill", "supervised")
 
@@ -27,19 +30,43 @@ def check_task_loss(mode: str, data: Any = None, names: list[str] | None = None)
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every training command is given (``add_runtime_options``): the run folder, the task
+    and data, the schedule's length and the runtime. Subclasses set their own defaults of
+    ``steps`` and ``checkpoint_every``."""
+
     out: str
-    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
-    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
-    init: str | None = None  # start from this model instead of random weights
     task: str = "face"
     task_weights: str | None = None
     task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
     task_loss: str = "distill"  # or "supervised": the task's loss against the annotations
     data: list[str] = field(default_factory=lambda: ["faces", "photos"])
-    steps: int = 4000
+    steps: int = 1000
     batch_size: int = 8
     crop: int = 128
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    max_bad_steps: int = 20
+    device: str = "auto"
+    threads: int | None = None
+    tensorboard: bool = True
+    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train, with a message naming the option."""
+        raise NotImplementedError
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """``icmbridge train``: the shared options (:class:`RunConfig`), the codec and its loss."""
+
+    steps: int = 4000  # (the shared options' defaults for this command)
+    checkpoint_every: int = 250
+    codec: str = "cpu"  # named configuration, see icmbridge.codec.model.CONFIGS
+    arch: str = "icm"  # architecture, see icmbridge.codec.archs.ARCHITECTURES
+    init: str | None = None  # start from this model instead of random weights
     lr: float = 1e-4
     aux_lr: float = 1e-3
     warmup: int = 100
@@ -48,14 +75,6 @@ class TrainConfig:
     target_bpp: float | None = None
     rate_gain: float = 0.02  # how fast w_rate follows target_bpp (per step, log scale)
     clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 10
-    max_bad_steps: int = 20
-    device: str = "auto"
-    threads: int | None = None
-    tensorboard: bool = True
-    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
     lr_schedule: str = "cosine"  # or "constant" after the warm-up (open-ended runs)
     snapshot: str | None = None  # weights-only copy of the run, replaced at every checkpoint
 
@@ -75,8 +94,6 @@ class TrainConfig:
         check_task_loss(self.task_loss)
         if self.task == "none" and self.lambda_task > 0:
             raise InputError("--task none trains without a task network: set --lambda-task 0")
-        from icmbridge.train.runtime import LR_SCHEDULES
-
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(
                 f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}"
@@ -108,23 +125,39 @@ PAPER_RECIPE: dict[str, Any] = {
     "crop": 128,
 }
 
+#: The paper's headline patches: 3 of 128×128 (they need crops larger than the patches).
+PAPER_PATCHES: dict[str, Any] = {"patches": 3, "patch_size": 128, "crop": 256, "batch_size": 4}
+
+#: The paper's "low impact" change: attenuated adversarial dynamics (λ_a and learning rates ÷ 4).
+LOW_IMPACT: dict[str, Any] = {"lambda_a": 2.5e-4, "lr": 2.5e-5, "lr_d": 5e-5}
+
 # Presets set several options at once; options given explicitly still win.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's headline row: 3 patches of 128×128 (needs crops larger than the patches).
-    "paper": {**PAPER_RECIPE, "patches": 3, "patch_size": 128, "crop": 256, "batch_size": 4},
-    # The paper's "low impact" row: attenuated adversarial dynamics (λ_a and learning rates ÷ 4).
-    "li": {**PAPER_RECIPE, "lambda_a": 2.5e-4, "lr": 2.5e-5, "lr_d": 5e-5},
+    # The paper's headline row: its recipe on 3 patches of 128×128.
+    "paper": {**PAPER_RECIPE, **PAPER_PATCHES},
+    # The paper's "low impact" row.
+    "li": {**PAPER_RECIPE, **LOW_IMPACT},
 }
 
 
+def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) -> dict[str, Any]:
+    """``values`` with ``preset``'s settings, except those in ``given`` (the command line's)."""
+    if preset is None:
+        return values
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return {**values, **{k: v for k, v in PRESETS[preset].items() if k not in given}}
+
+
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     """Defaults: the recipe of the decoder measured best for people (issue 27, ``weights/base.md``:
     all of the base's g_s, MSE on whole crops, cached ŷ, no D); ``--decoder latent`` measured
     level with it (+0.003 dB, +0.34 SSIMULACRA 2) at 1.4 M more parameters. The paper's recipe
     is ``--preset paper`` (:data:`PAPER_RECIPE`)."""
 
-    out: str
+    steps: int = 900  # (the shared options' defaults for this command)
+    checkpoint_every: int = 100
     base: str = "base"
     decoder: str = "same"  # human-decoder architecture (icmbridge.codec.decoders)
     decoder_channels: int = 32
@@ -139,10 +172,6 @@ class FinetuneConfig:
     lambda_freq: float = 0.0  # weight of the log-amplitude spectrum L1 (texture kept, not blurred)
     mse_on: str = "image"  # or "patches"
     lambda_task: float = 0.0
-    task: str = "face"
-    task_weights: str | None = None
-    task_options: list[str] = field(default_factory=list)  # KEY=VALUE for the factory
-    task_loss: str = "distill"  # or "supervised" (with --lambda-task > 0 and annotated data)
     lambda_a_mode: str = "fixed"  # or "adaptive": λ_a · clip(‖∇rec‖ / ‖∇adv‖) (Esser et al.)
     adaptive_max: float = 1e4  # clip of the adaptive ratio
     gan_mode: str = "lsgan"
@@ -161,19 +190,7 @@ class FinetuneConfig:
     lr_d: float = 2e-4
     beta1: float = 0.9  # Adam β1 of the decoder (the paper's recipe: 0.5, as for a GAN)
     warmup: int = 20
-    steps: int = 900
-    batch_size: int = 8
-    crop: int = 128
-    data: list[str] = field(default_factory=lambda: ["faces", "photos"])
-    seed: int = 0
-    checkpoint_every: int = 100
-    log_every: int = 10
     collapse_steps: int = 50
-    max_bad_steps: int = 20
-    device: str = "auto"
-    threads: int | None = None
-    tensorboard: bool = True
-    stop_at: int | None = None  # end after this step (the schedule still follows `steps`)
     preset: str | None = None
 
     def validate(self) -> None:
@@ -242,11 +259,3 @@ class FinetuneConfig:
         if self.cache == "auto":
             return not (self.lambda_task > 0 and self.task_loss == "supervised")
         return self.cache == "on"
-
-
-def apply_preset(values: dict[str, Any], preset: str | None, given: set[str]) -> dict[str, Any]:
-    if preset is None:
-        return values
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    return {**values, **{k: v for k, v in PRESETS[preset].items() if k not in given}}

@@ -5,12 +5,14 @@
     loss_G = λ_mse · MSE(patches | image) + λ_a · adv_G(D(x̂ patches)) (+ λ_task · task(x̂, x))
     loss_D = adv_D(D(x patches), D(x̂ patches).detach())
 
-The loop, top to bottom: build the parts; optionally warm D up alone on the frozen base
-(``--d-warmup``: the decoder does not move until D can judge patches); then per step one
-:func:`discriminator_step` and one :func:`generator_step`. D's health (held-out per-patch AUC,
-:mod:`icmbridge.gan.health`) is measured at the start, during warm-up, when the decoder starts to
-move and every ``--health-every`` steps; it goes to TensorBoard, the progress bar, ``health.json``
-in the run folder and the model's metadata. ``--lambda-a-mode adaptive`` balances the two
+:class:`Finetuning` fills in the shared loop (:mod:`icmbridge.train.loop`): build the parts;
+optionally warm D up alone on the frozen base (``--d-warmup``: the decoder does not move until D
+can judge patches); then per step one D step and one G step. The adversarial part is an object
+decided once from the settings (:mod:`icmbridge.train.adversarial`: a PatchGAN, or none at
+λ_a = 0). D's health (held-out per-patch AUC, :mod:`icmbridge.gan.health`) is measured at the
+start, during warm-up, when the decoder starts to move and every ``--health-every`` steps; it
+goes to TensorBoard, the progress bar, ``health.json`` in the run folder and the model's
+metadata. ``--lambda-a-mode adaptive`` balances the two
 gradients at the last trainable layer (Esser et al. 2021): λ = λ_a · clip(‖∇L_rec‖ / ‖∇L_adv‖).
 
 Only the selected decoder parameters change. The encoder, hyper-prior and entropy models are
@@ -22,10 +24,8 @@ without CompressAI's 255² factor, so λ_a compares directly with the paper's L_
 from __future__ import annotations
 
 import fnmatch
-import math
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,32 +38,35 @@ from icmbridge.codec.bitstream import fingerprint
 from icmbridge.codec.model import CodecContract
 from icmbridge.codec.store import load_codec
 from icmbridge.errors import InputError
-from icmbridge.gan import (
-    GANLoss,
-    LatentConditionedDiscriminator,
-    PatchDiscriminator,
-    extract_patches,
-    init_weights_normal,
-    latent_patches,
-)
-from icmbridge.gan.health import (
-    HealthSet,
-    build_health_set,
-    health_warning,
-    measure_health,
-)
-from icmbridge.gan.losses import r1_penalty
+from icmbridge.gan import extract_patches, latent_patches
+from icmbridge.gan.health import health_warning
 from icmbridge.gan.patches import sample_patch_boxes
 from icmbridge.train import runtime as rtm
-from icmbridge.train.base import build_training_data, check_task_loss, compute_task_loss
-from icmbridge.train.config import (  # noqa: F401 (re-exported)
+from icmbridge.train.adversarial import NoAdversary, adaptive_weight, judge
+from icmbridge.train.base import build_training_data, compute_task_loss
+from icmbridge.train.config import (
     D_NORMS,
     PAPER_RECIPE,
     PRESETS,
     FinetuneConfig,
     apply_preset,
+    check_task_loss,
 )
 from icmbridge.train.latent_cache import LatentCache
+from icmbridge.train.loop import Loop, LoopState, formatted
+
+# re-exported: they were defined here before icmbridge.train.config / .adversarial
+__all__ = [
+    "D_NORMS",
+    "PAPER_RECIPE",
+    "PRESETS",
+    "FinetuneConfig",
+    "Finetuning",
+    "adaptive_weight",
+    "apply_preset",
+    "finetune",
+    "judge",
+]
 
 
 def select_layers(codec: CodecContract, spec: str) -> list[str]:
@@ -241,131 +244,6 @@ def decode_cores(
     return LatentCache.crop_cores(x, inner, cfg.crop)
 
 
-def judge(
-    disc: torch.nn.Module, real: Tensor, fake: Tensor, cond: tuple[Tensor, ...], joint: bool
-) -> tuple[Tensor, Tensor]:
-    """D's logits for real and fake patches; ``joint`` runs them as one batch, so a BatchNorm D
-    normalises both with the same statistics and has to judge each patch, not each batch."""
-    if not joint:
-        return disc(real, *cond), disc(fake, *cond)
-    logits = disc(torch.cat([real, fake]), *(torch.cat([c, c]) for c in cond))
-    return logits[: real.shape[0]], logits[real.shape[0] :]
-
-
-def discriminator_step(
-    disc: torch.nn.Module,
-    opt_d: torch.optim.Optimizer,
-    gan: GANLoss,
-    batch: Batch,
-    cfg: FinetuneConfig,
-    rt: rtm.Runtime,
-    updates: int,
-) -> dict[str, Tensor]:
-    """``updates`` D updates on the batch (x̂ detached); returns the last update's loss/logits.
-    A non-finite loss skips the rest (every rank alike); the caller's finiteness check sees it."""
-    joint = cfg.d_norm == "batch-joint"
-    for _ in range(updates):
-        real_in = batch.real.detach().requires_grad_(cfg.r1 > 0)
-        real_logits, fake_logits = judge(disc, real_in, batch.fake.detach(), batch.cond, joint)
-        loss_d = gan.discriminator_loss(real_logits, fake_logits)
-        if cfg.r1 > 0:
-            loss_d = loss_d + cfg.r1 * r1_penalty(real_logits, real_in)
-        if not rtm.all_finite(rt, loss_d):
-            break
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-    return {"loss_d": loss_d.detach(), "real": real_logits.detach(), "fake": fake_logits.detach()}
-
-
-def adaptive_weight(rec: Tensor, adv: Tensor, layer: Tensor, factor: float, clip: float) -> Tensor:
-    """Esser et al. 2021 ("Taming Transformers"): ``factor · clip(‖∇rec‖ / ‖∇adv‖, 0, clip)``,
-    the gradients taken at ``layer`` (the last trainable weight), so the adversarial gradient
-    arrives there with ``factor`` times the reconstruction gradient's size. Not differentiated."""
-    (g_rec,) = torch.autograd.grad(rec, layer, retain_graph=True, allow_unused=True)
-    (g_adv,) = torch.autograd.grad(adv, layer, retain_graph=True, allow_unused=True)
-    if g_rec is None or g_adv is None:
-        return torch.zeros((), device=rec.device)
-    ratio = g_rec.norm() / (g_adv.norm() + 1e-12)
-    return (factor * ratio.clamp(0, clip)).detach()
-
-
-def generator_step(
-    disc: torch.nn.Module,
-    disc_model: torch.nn.Module,
-    opt_g: torch.optim.Optimizer,
-    gan: GANLoss,
-    batch: Batch,
-    cfg: FinetuneConfig,
-    rt: rtm.Runtime,
-    task: Any,
-    data: Any,
-    last_layer: Tensor,
-    loss_d: Tensor,
-    state: dict[str, Any],
-    step: int,
-) -> dict[str, Tensor]:
-    """One update of the selected decoder layers: λ_mse·MSE + λ·adv (+ λ_task·task)."""
-    adv = torch.zeros((), device=batch.x.device)
-    if cfg.lambda_a > 0:  # (at λ_a = 0 its gradient would be exactly 0: D is not even run)
-        for p in disc.parameters():
-            p.requires_grad_(False)
-        if (
-            cfg.d_norm == "batch-joint"
-        ):  # the fakes judged in a batch with the reals, as in D's step
-            _, fake_logits = judge(disc_model, batch.real.detach(), batch.fake, batch.cond, True)
-        else:
-            fake_logits = disc_model(batch.fake, *batch.cond)
-        adv = gan.generator_loss(fake_logits)
-        for p in disc.parameters():
-            p.requires_grad_(True)
-    x, x_hat = batch.x, batch.x_hat
-    mse = F.mse_loss(batch.fake, batch.real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
-    task_loss = (
-        compute_task_loss(task, x_hat, x, data, batch.ids, cfg.task_loss)
-        if task is not None
-        else torch.zeros((), device=x.device)
-    )
-    zero = torch.zeros((), device=x.device)
-    msssim = msssim_loss(x_hat, x) if cfg.lambda_msssim > 0 else zero
-    freq = spectrum_loss(x_hat, x) if cfg.lambda_freq > 0 else zero
-    rec = (
-        cfg.lambda_mse * mse
-        + cfg.lambda_msssim * msssim
-        + cfg.lambda_freq * freq
-        + cfg.lambda_task * task_loss
-    )
-    # balance: the λ that would give the adversarial gradient the reconstruction's size at the
-    # last trainable layer (every step when adaptive, at logging steps otherwise, for the log)
-    balance = torch.full((), float("nan"), device=x.device)
-    if cfg.lambda_a > 0 and (cfg.lambda_a_mode == "adaptive" or step % cfg.log_every == 0):
-        balance = adaptive_weight(rec, adv, last_layer, 1.0, math.inf)
-    if cfg.lambda_a_mode == "adaptive" and cfg.lambda_a > 0:
-        lam = cfg.lambda_a * balance.clamp(0, cfg.adaptive_max)
-    else:
-        lam = torch.full((), cfg.lambda_a, device=x.device)
-    loss_g = rec + lam * adv
-    if not rtm.all_finite(rt, loss_g, loss_d):
-        # every rank skips the step together; the run goes on to its checkpoints
-        rtm.count_bad_step(state, step, cfg.max_bad_steps, "lower --lr/--lr-d or --lambda-a")
-    else:
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        state["bad_steps"] = 0
-    return {
-        "loss_g": loss_g.detach(),
-        "adv": adv.detach(),
-        "mse": mse.detach(),
-        "msssim": msssim.detach(),
-        "freq": freq.detach(),
-        "task": task_loss.detach(),
-        "lambda_adv": lam.detach(),
-        # ‖λ·∇adv‖ / ‖∇rec‖ at the last trainable layer: how much the adversarial term pushes
-        "adv_grad_share": (lam / balance).detach(),
-    }
-
-
 def msssim_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     """1 − MS-SSIM on [0, 1] images (pytorch_msssim's SSIM per scale, Wang et al. weights).
     Crops under 161 px use the scales that fit (weights renormalised): 4 of 5 at 128²."""
@@ -398,23 +276,6 @@ def spectrum_loss(x_hat: Tensor, x: Tensor) -> Tensor:
     b = torch.fft.rfft2(x, norm="ortho")
     amp = lambda z: torch.log1p(torch.sqrt(z.real**2 + z.imag**2 + 1e-8))  # noqa: E731
     return (amp(a) - amp(b)).abs().mean()
-
-
-def build_discriminator(cfg: FinetuneConfig, latent_channels: int) -> torch.nn.Module:
-    norm = "batch" if cfg.d_norm == "batch-joint" else cfg.d_norm
-    d_sizes = {"ndf": cfg.ndf, "n_layers": cfg.d_layers, "norm": norm}
-    return init_weights_normal(
-        LatentConditionedDiscriminator(latent_channels, cfg.d_cond_channels, **d_sizes)
-        if cfg.d_cond == "latent"
-        else PatchDiscriminator(**d_sizes)
-    )
-
-
-def health_images(spec: str) -> list[Tensor]:
-    from icmbridge.data import get_set
-    from icmbridge.imageio import array_to_tensor
-
-    return [array_to_tensor(s.image)[0] for s in get_set(spec)]
 
 
 def health_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -450,238 +311,253 @@ def with_decoder(cfg: FinetuneConfig) -> CodecContract:
     return install_decoder(codec, want)
 
 
-def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
-    """Finetune the first decoder layers of ``cfg.base``; returns the final checkpoint folder."""
-    cfg.validate()
-    rt = rtm.setup_runtime(cfg.device, cfg.threads)
-    run_dir = Path(cfg.out)
-    ckpts = rtm.Checkpoints(run_dir)
-    try:
-        rtm.prepare_run_dir(rt, run_dir, {"command": "finetune", **asdict(cfg)})
-        torch.manual_seed(cfg.seed)
+@dataclass
+class FinetuneState(LoopState):
+    """The loop state of ``finetune``: D's updates and warm-up, its collapse count and health."""
 
-        # --- generator: the base codec (given the human decoder's architecture, initialised
-        # from the base's decoder), all frozen but the selected decoder layers
-        codec, saved = rtm.start_codec(ckpts, resume, rt, lambda: with_decoder(cfg))
-        base_fp = fingerprint(codec)
+    collapsed: int = 0  # steps in a row with D's loss below 1e-3
+    warmup_done: int = 0  # D updates of the warm-up done
+    d_updates: int = 0
+    health: list[dict[str, Any]] = field(default_factory=list)  # every health check
+    warned: int = 0  # 1 once the sick-D warning was given
+
+
+class Finetuning(Loop):
+    """``icmbridge finetune``: the selected decoder layers against a PatchGAN (or MSE alone)."""
+
+    command = "finetune"
+    bad_step_hint = "lower --lr/--lr-d or --lambda-a"
+    cfg: FinetuneConfig
+    state: FinetuneState
+
+    def build(self) -> None:
+        """The generator: the base codec (given the human decoder's architecture, initialised
+        from the base's decoder), all frozen but the selected decoder layers; the adversary
+        (:mod:`icmbridge.train.adversarial`), the task, the data, the optimizers."""
+        cfg, rt = self.cfg, self.rt
+        codec, self.saved = rtm.start_codec(self.ckpts, self.resume, rt, lambda: with_decoder(cfg))
+        self.codec = codec
+        self.base_fp = fingerprint(codec)
         trainable = codec.freeze_for_finetune(select_layers(codec, cfg.layers))
         last_layer = [p for p in trainable if p.dim() > 1][-1]  # where the adaptive λ looks
         codec.to(rt.device).train()
-
-        # --- discriminator, losses, data
-        disc = build_discriminator(cfg, codec.config.M).to(rt.device)
-        gan = GANLoss(cfg.gan_mode)
-        task = None
+        self.adversary = NoAdversary.from_config(cfg, codec.config.M, rt, last_layer)
+        self.task = None
         if cfg.lambda_task > 0:
             from icmbridge.tasks import build_task, parse_task_options
 
-            task = build_task(
+            self.task = build_task(
                 cfg.task, weights_path=cfg.task_weights, **parse_task_options(cfg.task_options)
             ).to(rt.device)
         if cfg.uses_cache():
-            data: Any = LatentCache.build(
+            self.data: Any = LatentCache.build(
                 codec,
                 cfg.data,
-                run_dir / "latents.pt" if rt.is_main else None,
+                self.run_dir / "latents.pt" if rt.is_main else None,
                 min_side=cfg.crop,
                 log=lambda m: print(m, file=sys.stderr),
             )
         else:
-            data = build_training_data(cfg.data, cfg.crop, cfg.seed)
-        if task is not None:
-            check_task_loss(cfg.task_loss, None if cfg.uses_cache() else data, cfg.data)
-        opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
-        state: dict[str, Any] = {"step": 0, "bad_steps": 0, "skipped": 0, "collapsed": 0}
-        if saved is not None:
-            disc.load_state_dict(saved["discriminator"])
-            opt_g.load_state_dict(saved["optimizer_g"])
-            opt_d.load_state_dict(saved["optimizer_d"])
-            state = saved["loop"]
-        for key, value in (("warmup_done", 0), ("d_updates", 0), ("health", []), ("warned", 0)):
-            state.setdefault(key, value)
-        if state["step"] >= min(cfg.steps, cfg.stop_at or cfg.steps):
-            return ckpts.last or run_dir
+            self.data = build_training_data(cfg.data, cfg.crop, cfg.seed)
+        if self.task is not None:
+            check_task_loss(cfg.task_loss, None if cfg.uses_cache() else self.data, cfg.data)
+        self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        self.state = FinetuneState()
+        if self.saved is not None:
+            self.adversary.load_state_dict(self.saved)
+            self.opt_g.load_state_dict(self.saved["optimizer_g"])
+            self.state = FinetuneState.from_dict(self.saved["loop"])
 
-        # Only g_s has trainable parameters: it is what DDP wraps (gradients all-reduced).
-        synthesis: torch.nn.Module = codec.g_s
-        disc_model: torch.nn.Module = disc
+    def prepare(self) -> None:
+        """DDP (only g_s has trainable parameters: it is what DDP wraps), the held-out crop,
+        D's health set (fixed held-out pairs, scored in eval mode, main rank only), D's warm-up."""
+        rt, codec = self.rt, self.codec
+        self.synthesis: torch.nn.Module = codec.g_s
         if rt.distributed:
-            synthesis = DistributedDataParallel(codec.g_s, broadcast_buffers=False)
-            disc_model = DistributedDataParallel(disc)
-        log = rtm.Logger(rt, run_dir, cfg.tensorboard)
-        val = validation_crop() if rt.is_main else None
-        if rt.is_main and val is not None:
-            start = measure_crop(codec, val)
-            log.scalars(state["step"], start, prefix="heldout")
+            self.synthesis = DistributedDataParallel(codec.g_s, broadcast_buffers=False)
+        self.adversary.distribute()
+        self.val = validation_crop() if rt.is_main else None
+        if rt.is_main and self.val is not None:
+            start = measure_crop(codec, self.val)
+            self.log.scalars(self.state.step, start, prefix="heldout")
             print(
-                f"step {state['step']}: held-out crop {start['psnr']:.2f} dB, "
+                f"step {self.state.step}: held-out crop {start['psnr']:.2f} dB, "
                 f"artifact {start['artifact_db']:+.2f} dB",
                 file=sys.stderr,
             )
+        if rt.is_main:
+            self.adversary.build_health(codec)
+        self.warm_up_discriminator()
 
-        # --- D's health: fixed held-out pairs, scored in eval mode (main rank only)
-        health: HealthSet | None = None
-        if rt.is_main and cfg.health_crops > 0 and cfg.lambda_a > 0:
-            health = build_health_set(
-                codec,
-                health_images(cfg.health_set),
-                cfg.crop,
-                cfg.patch_size,
-                cfg.patches,
-                cfg.health_crops,
-                cfg.seed,
-            )
-
-        def check_health(step: int, phase: str, write: Any = print) -> None:
-            if health is None:
-                return
-            cond_of = (
-                (lambda y, b, p: latent_patches(y, codec.upsampling, b, p))
-                if cfg.d_cond == "latent"
-                else None
-            )
-            h = measure_health(disc, codec.g_s, health, cond_of)
-            entry = {"step": step, "d_updates": state["d_updates"], "phase": phase, **h}
-            state["health"] = [*state["health"], entry]
-            log.scalars(
-                step if phase == "train" else state["d_updates"], h, prefix=f"health_{phase}"
-            )
-            write(
-                f"D health ({phase}, step {step}, {state['d_updates']} D updates): held-out "
-                f"AUC {h['auc']:.3f}, paired {h['paired']:.2f}, real {h['real']:+.3f} / "
-                f"decoded {h['fake']:+.3f}"
-            )
-            warning = health_warning(h["auc"], state["d_updates"])
-            if warning and not state["warned"] and state["d_updates"] >= 100:
-                write(warning)  # once a run: D has had time to learn and still cannot judge
-                state["warned"] = 1
-            write_health(run_dir, state["health"])
-
-        def save(step: int) -> None:
-            rngs = rtm.rng_states(rt)  # on every rank (a collective under torchrun)
-            rtm.save_checkpoint(
-                rt,
-                ckpts,
-                step,
-                codec,
-                lambda: {
-                    "finetuned_from": str(cfg.base),
-                    "base_fingerprint": base_fp.hex(),
-                    "trainable": select_layers(codec, cfg.layers),
-                    "trained_steps": step,
-                    "finetune_config": asdict(cfg),
-                    "d_health": health_summary(state["health"]),
-                },
-                lambda: {
-                    "discriminator": disc.state_dict(),
-                    "optimizer_g": opt_g.state_dict(),
-                    "optimizer_d": opt_d.state_dict(),
-                    "loop": dict(state),
-                    "rng": rngs,
-                },
-            )
-
-        # --- D warm-up: D alone against the frozen base, the decoder does not move. Its batches
-        # are the run's first ones (with their own patch places), so the decoder's data order is
-        # that of a run without warm-up (e.g. the λ_a = 0 control).
+    def warm_up_discriminator(self) -> None:
+        """D alone against the frozen base, the decoder does not move. Its batches are the
+        run's first ones (with their own patch places), so the decoder's data order is that of
+        a run without warm-up (e.g. the λ_a = 0 control)."""
+        cfg, state, adversary = self.cfg, self.state, self.adversary
         say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-        if cfg.d_warmup > 0 and state["warmup_done"] == 0 and not state["health"]:
-            check_health(0, "init", say)
-        if state["warmup_done"] < cfg.d_warmup and state["step"] == 0:
-            for w in range(state["warmup_done"], cfg.d_warmup):
-                rtm.set_lr(opt_d, cfg.lr_d * min(1.0, (w + 1) / max(1, cfg.warmup)))
-                batch = draw_batch(
-                    codec, synthesis, data, w, cfg.seed + 1_000_003 + w, cfg, rt, decode_grad=False
-                )
-                discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, updates=1)
-                state["warmup_done"] = w + 1
-                state["d_updates"] += 1
-                if (w + 1) % cfg.health_every == 0 and w + 1 < cfg.d_warmup:
-                    check_health(0, "warmup", say)
-            save(0)
-
-        # the global generators as they were when the checkpoint was written (task networks
-        # draw from them, e.g. torchvision's proposal samplers): resume is exact for every task
-        rtm.restore_rng_states(rt, saved.get("rng") if saved is not None else None)
-        bar = rtm.progress(rt, cfg.steps, state["step"], "finetune")
-        if state["step"] == 0:
-            check_health(0, "train", bar.write)  # D's health when the decoder starts to move
-        t0 = time.perf_counter()
-        adversarial = cfg.lambda_a > 0
-        auc_now = state["health"][-1]["auc"] if state["health"] else float("nan")
-        for step in bar:
-            # Both learning rates decay (cosine) to 5 % by the last step: the adversarial game
-            # settles instead of drifting into new patterns late in the run.
-            rtm.set_lr(opt_g, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
-            rtm.set_lr(opt_d, rtm.cosine_lr(step, cfg.steps, cfg.lr_d, cfg.warmup))
-            batch = draw_batch(codec, synthesis, data, step, cfg.seed + step, cfg, rt)
-            if adversarial:
-                d_out = discriminator_step(disc_model, opt_d, gan, batch, cfg, rt, cfg.d_steps)
-                state["d_updates"] += cfg.d_steps
-            else:  # λ_a = 0 (the control): D cannot reach the decoder, so it is not trained
-                nan = torch.full((1,), float("nan"))
-                d_out = {"loss_d": torch.zeros(()), "real": nan, "fake": nan}
-            g_out = generator_step(
-                disc, disc_model, opt_g, gan, batch, cfg, rt, task, data, last_layer,
-                d_out["loss_d"], state, step,
-            )  # fmt: skip
-            state["step"] = step + 1
-
-            terms = rtm.mean_over_ranks(
-                rt,
-                {
-                    **{k: v.item() for k, v in g_out.items()},
-                    "loss_d": d_out["loss_d"].item(),
-                    "d_real": d_out["real"].mean().item(),
-                    "d_fake": d_out["fake"].mean().item(),
-                },
+        if adversary.warmup_steps > 0 and state.warmup_done == 0 and not state.health:
+            self.check_health(0, "init", say)
+        if state.warmup_done >= adversary.warmup_steps or state.step != 0:
+            return
+        for w in range(state.warmup_done, adversary.warmup_steps):
+            rtm.set_lr(adversary.opt, cfg.lr_d * min(1.0, (w + 1) / max(1, cfg.warmup)))
+            batch = draw_batch(
+                self.codec,
+                self.synthesis,
+                self.data,
+                w,
+                cfg.seed + 1_000_003 + w,
+                cfg,
+                self.rt,
+                decode_grad=False,
             )
-            state["collapsed"] = (
-                state["collapsed"] + 1 if adversarial and terms["loss_d"] < 1e-3 else 0
+            adversary.discriminator_step(batch, updates=1)
+            state.warmup_done = w + 1
+            state.d_updates += 1
+            if (w + 1) % cfg.health_every == 0 and w + 1 < adversary.warmup_steps:
+                self.check_health(0, "warmup", say)
+        self.save(0)
+
+    def start(self) -> None:
+        if self.state.step == 0:
+            self.check_health(0, "train", self.bar.write)  # when the decoder starts to move
+        self.auc_now = self.state.health[-1]["auc"] if self.state.health else float("nan")
+
+    def step(self, step: int) -> tuple[bool, dict[str, float] | None]:
+        cfg, adversary = self.cfg, self.adversary
+        # Both learning rates decay (cosine) to 5 % by the last step: the adversarial game
+        # settles instead of drifting into new patterns late in the run.
+        rtm.set_lr(self.opt_g, rtm.cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup))
+        rtm.set_lr(adversary.opt, rtm.cosine_lr(step, cfg.steps, cfg.lr_d, cfg.warmup))
+        batch = draw_batch(
+            self.codec, self.synthesis, self.data, step, cfg.seed + step, cfg, self.rt
+        )
+        d_out = adversary.discriminator_step(batch, adversary.d_steps)
+        self.state.d_updates += adversary.d_steps
+        ok, g_out = self.generator_step(batch, d_out["loss_d"], step)
+        terms = rtm.mean_over_ranks(
+            self.rt,
+            {
+                **{k: v.item() for k, v in g_out.items()},
+                "loss_d": d_out["loss_d"].item(),
+                "d_real": d_out["real"].mean().item(),
+                "d_fake": d_out["fake"].mean().item(),
+            },
+        )
+        return ok, terms
+
+    def generator_step(
+        self, batch: Batch, loss_d: Tensor, step: int
+    ) -> tuple[bool, dict[str, Tensor]]:
+        """One update of the selected decoder layers: rec + λ·adv, rec = λ_mse·MSE
+        (+ λ_msssim·(1 − MS-SSIM) + λ_freq·spectrum + λ_task·task); skipped (False) when a
+        loss is not finite on some rank."""
+        cfg, x, x_hat = self.cfg, batch.x, batch.x_hat
+        adv = self.adversary.generator_loss(batch)
+        mse = (
+            F.mse_loss(batch.fake, batch.real) if cfg.mse_on == "patches" else F.mse_loss(x_hat, x)
+        )
+        task_loss = (
+            compute_task_loss(self.task, x_hat, x, self.data, batch.ids, cfg.task_loss)
+            if self.task is not None
+            else torch.zeros((), device=x.device)
+        )
+        zero = torch.zeros((), device=x.device)
+        msssim = msssim_loss(x_hat, x) if cfg.lambda_msssim > 0 else zero
+        freq = spectrum_loss(x_hat, x) if cfg.lambda_freq > 0 else zero
+        rec = (
+            cfg.lambda_mse * mse
+            + cfg.lambda_msssim * msssim
+            + cfg.lambda_freq * freq
+            + cfg.lambda_task * task_loss
+        )
+        lam, balance = self.adversary.weight(rec, adv, step)
+        loss_g = rec + lam * adv
+        ok = rtm.all_finite(self.rt, loss_g, loss_d)
+        if ok:
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        return ok, {
+            "loss_g": loss_g.detach(),
+            "adv": adv.detach(),
+            "mse": mse.detach(),
+            "msssim": msssim.detach(),
+            "freq": freq.detach(),
+            "task": task_loss.detach(),
+            "lambda_adv": lam.detach(),
+            # ‖λ·∇adv‖ / ‖∇rec‖ at the last trainable layer: how much the adversarial term pushes
+            "adv_grad_share": (lam / balance).detach(),
+        }
+
+    def after_step(self, terms: dict[str, float] | None) -> None:
+        """D's collapse count (a warning once it lasts) and its health every --health-every."""
+        cfg, state = self.cfg, self.state
+        assert terms is not None
+        state.collapsed = state.collapsed + 1 if self.adversary.collapsed(terms["loss_d"]) else 0
+        if state.collapsed == cfg.collapse_steps and self.rt.is_main:
+            self.bar.write(
+                f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
+                f"(step {state.step}): D has collapsed; lower --lr-d or raise --lambda-a"
             )
-            if state["collapsed"] == cfg.collapse_steps and rt.is_main:
-                bar.write(
-                    f"warning: discriminator loss < 1e-3 for {cfg.collapse_steps} steps "
-                    f"(step {step + 1}): D has collapsed; lower --lr-d or raise --lambda-a"
-                )
-            if state["step"] % cfg.health_every == 0 or state["step"] == cfg.steps:
-                check_health(state["step"], "train", bar.write)
-                auc_now = state["health"][-1]["auc"] if state["health"] else auc_now
-            if rt.is_main and (step % cfg.log_every == 0 or step + 1 == cfg.steps):
-                bar.set_postfix(
-                    d_real=f"{terms['d_real']:.2f}",
-                    d_fake=f"{terms['d_fake']:.2f}",
-                    d_auc=f"{auc_now:.2f}",
-                    adv_share=f"{terms['adv_grad_share']:.3f}",
-                    mse=f"{terms['mse']:.5f}",
-                    adv=f"{terms['adv']:.3f}",
-                )
-                log.scalars(
-                    step,
-                    {
-                        **terms,
-                        "sec_per_step": (time.perf_counter() - t0) / (step + 1 - bar.initial),
-                    },
-                )
-            due = rtm.checkpoint_due(state["step"], cfg.checkpoint_every, cfg.steps)
-            if due:
-                if rt.is_main and val is not None:
-                    held_out = measure_crop(codec, val)
-                    log.scalars(step, held_out, prefix="heldout")
-                    bar.write(
-                        f"step {state['step']}: held-out crop {held_out['psnr']:.2f} dB, "
-                        f"artifact {held_out['artifact_db']:+.2f} dB"
-                    )
-                save(state["step"])
-            if cfg.stop_at is not None and state["step"] >= cfg.stop_at:
-                if not due:
-                    save(state["step"])
-                break
-        log.close()
-        return ckpts.last or run_dir
-    finally:
-        rtm.teardown_runtime(rt)
+        if state.step % cfg.health_every == 0 or state.step == cfg.steps:
+            self.check_health(state.step, "train", self.bar.write)
+            self.auc_now = state.health[-1]["auc"] if state.health else self.auc_now
+
+    def check_health(self, step: int, phase: str, write: Any = print) -> None:
+        """Score D on the held-out pairs; log it, keep it in the state and ``health.json``."""
+        h = self.adversary.health(self.codec)
+        if h is None:
+            return
+        state = self.state
+        entry = {"step": step, "d_updates": state.d_updates, "phase": phase, **h}
+        state.health = [*state.health, entry]
+        self.log.scalars(step if phase == "train" else state.d_updates, h, prefix=f"health_{phase}")
+        write(
+            f"D health ({phase}, step {step}, {state.d_updates} D updates): held-out "
+            f"AUC {h['auc']:.3f}, paired {h['paired']:.2f}, real {h['real']:+.3f} / "
+            f"decoded {h['fake']:+.3f}"
+        )
+        warning = health_warning(h["auc"], state.d_updates)
+        if warning and not state.warned and state.d_updates >= 100:
+            write(warning)  # once a run: D has had time to learn and still cannot judge
+            state.warned = 1
+        write_health(self.run_dir, state.health)
+
+    def postfix(self, terms: dict[str, float]) -> dict[str, str]:
+        shown = {**terms, "d_auc": self.auc_now, "adv_share": terms["adv_grad_share"]}
+        return formatted(
+            shown, d_real=".2f", d_fake=".2f", d_auc=".2f", adv_share=".3f", mse=".5f", adv=".3f"
+        )
+
+    def held_out(self, step: int) -> None:
+        if self.val is None:
+            return
+        held_out = measure_crop(self.codec, self.val)
+        self.log.scalars(step, held_out, prefix="heldout")
+        self.bar.write(
+            f"step {self.state.step}: held-out crop {held_out['psnr']:.2f} dB, "
+            f"artifact {held_out['artifact_db']:+.2f} dB"
+        )
+
+    def meta(self, step: int) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "finetuned_from": str(cfg.base),
+            "base_fingerprint": self.base_fp.hex(),
+            "trainable": select_layers(self.codec, cfg.layers),
+            "trained_steps": step,
+            "finetune_config": asdict(cfg),
+            "d_health": health_summary(self.state.health),
+        }
+
+    def training_state(self) -> dict[str, Any]:
+        return {**self.adversary.state_dict(), "optimizer_g": self.opt_g.state_dict()}
+
+
+def finetune(cfg: FinetuneConfig, resume: bool = False) -> Path:
+    """Finetune the first decoder layers of ``cfg.base``; returns the final checkpoint folder."""
+    return Finetuning(cfg, resume).run()
 
 
 def write_health(run_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -81,17 +81,6 @@ def all_finite(rt: Runtime, *values: Tensor) -> bool:
     return bool(ok.item() > 0)
 
 
-def count_bad_step(state: dict[str, Any], step: int, limit: int, hint: str) -> None:
-    """Count a skipped NaN/inf step; stop with a clear error once they persist."""
-    state["skipped"] += 1
-    state["bad_steps"] += 1
-    if state["bad_steps"] > limit:
-        raise IcmError(
-            f"losses or gradients were NaN/inf for {state['bad_steps']} steps in a row at step "
-            f"{step}: {hint}, or check the data"
-        )
-
-
 def mean_over_ranks(rt: Runtime, values: dict[str, float]) -> dict[str, float]:
     if not rt.distributed:
         return values
@@ -439,9 +428,6 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 100, floor: floa
         return base * (step + 1) / warmup
     t = min(1.0, (step - warmup) / max(1, total - warmup))
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-LR_SCHEDULES = ("cosine", "constant")
 
 
 def schedule_lr(

@@ -31,6 +31,7 @@ from typing import Any
 
 from icmbridge.errors import InputError
 from icmbridge.metrics.people import DEFAULT_DISPLAY
+from icmbridge.train.config import LOW_IMPACT, PAPER_PATCHES
 
 CONTROL = "λ_a = 0 control (MSE only)"
 REPEATS = ["3 patches 64×64, seed 1", "3 patches 64×64, seed 2"]
@@ -41,19 +42,9 @@ TABLE1 = [
     ("3 patches 32×32", {"patches": 3, "patch_size": 32}),
     ("5 patches 64×64", {"patches": 5, "patch_size": 64}),
     ("1 patch 64×64", {"patches": 1, "patch_size": 64}),
-    ("3 patches 128×128", {"patches": 3, "patch_size": 128, "crop": 256, "batch_size": 4}),
-    (
-        "3 patches 128×128, LI",
-        {
-            "patches": 3,
-            "patch_size": 128,
-            "crop": 256,
-            "batch_size": 4,
-            "lambda_a": 2.5e-4,
-            "lr": 2.5e-5,
-            "lr_d": 5e-5,
-        },
-    ),
+    # the presets' rows (icmbridge.train.config: --preset paper, --preset li)
+    ("3 patches 128×128", dict(PAPER_PATCHES)),
+    ("3 patches 128×128, LI", {**PAPER_PATCHES, **LOW_IMPACT}),
     (CONTROL, {"patches": 3, "patch_size": 64, "lambda_a": 0.0}),
     # the first row again from another seed: how far rows differ by chance alone
     *[(label, {"patches": 3, "patch_size": 64, "seed": i}) for i, label in enumerate(REPEATS, 1)],
