@@ -91,6 +91,12 @@ class Metric:
             return "—"
         return format(value, spec or self.fmt) + ("%" if self.unit == "%" else "")
 
+    def with_unit(self, value: float | None, spec: str | None = None) -> str:
+        """:meth:`text` followed by the unit, unless the unit is the metric's name (bpp, JOD)."""
+        text = self.text(value, spec)
+        spoken = self.unit and self.unit != "%" and self.unit != self.full
+        return f"{text} {self.unit}" if spoken and text != "—" else text
+
     def function(self) -> Callable[..., Any] | None:
         """The per-image function, imported on first use (None: computed by a shared step)."""
         if self.compute is None or callable(self.compute):
@@ -154,6 +160,10 @@ _ENTRIES = (
 )  # fmt: skip
 
 METRICS: dict[str, Metric] = {m.key: m for m in _ENTRIES}
+#: A relative difference (``rel``: per cent of the reference), e.g. Δ AP50 rel.
+REL_FMT = "+.1f"
+#: A BD-rate (per cent of the anchor's rate at equal quality).
+BD_FMT = "+.1f"
 
 #: The compact tables (``compare``'s table.md): means, then paired differences to the reference.
 COMPACT = ("bpp", "psnr", "ssim", "cvvdp_jod", "ssimulacra2", "artifact_db", "lattice",
@@ -162,10 +172,13 @@ COMPACT_DIFF = ("psnr", "cvvdp_jod", "ssimulacra2", "artifact_db", "lattice", "t
 #: The report's "vs base" table, in its column order.
 REPORT_DIFF = ("psnr", "ssim", "cvvdp_jod", "ssimulacra2", "artifact_db", "lattice",
                "task_ap50", "task_ap", "feature_distance", "bpp")  # fmt: skip
-#: The report's headline sentence (human vs base), then AP50 relative.
-HEADLINE = ("psnr", "ssim", "cvvdp_jod", "ssimulacra2", "artifact_db")
-#: Table 1 of the ablation: its metric columns, in order.
-TABLE1 = ("task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "psnr", "ssim",
+#: The report's headline sentence (human vs base): each key with the words after its value.
+HEADLINE = {"psnr": "dB PSNR", "ssim": "SSIM", "cvvdp_jod": "JOD", "ssimulacra2": "SSIMULACRA 2",
+            "artifact_db": "dB artifacts"}  # fmt: skip
+#: The rate plot's quality axes, in panel order (each against bpp).
+RATE_AXES = ("psnr", "task_ap50", "cvvdp_jod", "ssimulacra2")
+#: Table 1 of the ablation (the report's table): its metric columns, in order.
+TABLE1_COLUMNS = ("task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "psnr", "ssim",
           "ms_ssim", "cvvdp_jod", "ssimulacra2", "feature_distance", "vgg_distance",
           "artifact_db")  # fmt: skip
 
@@ -218,13 +231,16 @@ def registered(metric: Metric) -> Iterator[Metric]:
 
 
 __all__ = [
+    "BD_FMT",
     "COMPACT",
     "COMPACT_DIFF",
     "GROUPS",
     "HEADLINE",
     "METRICS",
     "REPORT_DIFF",
-    "TABLE1",
+    "RATE_AXES",
+    "REL_FMT",
+    "TABLE1_COLUMNS",
     "Metric",
     "get",
     "select",
