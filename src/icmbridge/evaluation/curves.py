@@ -27,6 +27,7 @@ import numpy as np
 from icmbridge.data import SET_HELP
 from icmbridge.errors import InputError
 from icmbridge.evaluation.results import Results
+from icmbridge.metrics import catalogue
 
 if TYPE_CHECKING:
     from icmbridge.metrics.people import PeopleMetrics
@@ -58,9 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "ssim", "cvvdp_jod", "ssimulacra2")
+_CURVE_KEYS = catalogue.select(curve=True)
 #: Quality axes that get a BD-rate when measured (in the order tables show them).
-BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50")
+BD_KEYS = catalogue.select(bd_axis=True)
 
 
 def _point(result: dict[str, Any]) -> dict[str, Any]:
@@ -104,24 +105,16 @@ def bd_rate_texts(
     from icmbridge.evaluation.stats import format_ci
 
     cis = cis or {}
+    bd = catalogue.BD_FMT
     return {
-        c: {k: format_ci(x, (cis.get(c) or {}).get(k), "+.1f", unit="%") for k, x in v.items()}
+        c: {k: format_ci(x, (cis.get(c) or {}).get(k), bd, unit="%") for k, x in v.items()}
         for c, v in (bd_rates or {}).items()
     }
 
 
-#: How terminals and tables name each quality axis.
-AXIS_NAMES = {
-    "psnr": "PSNR",
-    "cvvdp_jod": "JOD",
-    "ssimulacra2": "SSIMULACRA 2",
-    "task_ap50": "AP50",
-}
-
-
 def bd_rate_line(texts: dict[str, str]) -> str:
     """One codec's BD-rate texts (from :func:`bd_rate_texts`) as ``PSNR …, JOD …, AP50 …``."""
-    return ", ".join(f"{AXIS_NAMES.get(k, k)} {v}" for k, v in texts.items())
+    return ", ".join(f"{catalogue.get(k).label} {v}" for k, v in texts.items())
 
 
 def run_curves(
@@ -142,7 +135,6 @@ def run_curves(
     from icmbridge.evaluation.bdrate import bd_rate
     from icmbridge.evaluation.core import Coded, code_with_model, score
     from icmbridge.evaluation.stats import interval
-    from icmbridge.metrics.people import PEOPLE_KEYS
 
     missing = {c: r for c, r in available_codecs().items() if c in codecs and r}
     codecs = [c for c in codecs if c not in missing]
@@ -175,8 +167,8 @@ def run_curves(
         )
 
     # every axis measured (--task none: no AP50; --no-people-metrics: no JOD, SSIMULACRA 2)
-    skip = {"task_ap50"} if task is None else set()
-    skip |= set(PEOPLE_KEYS) if people is None else set()
+    skip = set(catalogue.select(group="task")) if task is None else set()
+    skip |= set(catalogue.select(group="people")) if people is None else set()
     keys = [k for k in BD_KEYS if k not in skip]
     bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
     bd_cis = {
@@ -215,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.evaluation.commands import load_samples
     from icmbridge.evaluation.stats import format_ci
+    from icmbridge.metrics.catalogue import get
     from icmbridge.metrics.people import people_argv, people_from_args
     from icmbridge.tasks import task_argv, task_from_args
 
@@ -240,11 +233,12 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pts in (res.rate_curves or {}).items():
         row = "  ".join(
-            f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB"
+            f"{get('bpp').text(p['bpp'], get('bpp').short_fmt)} bpp "
+            f"{format_ci(p['psnr'], p['ci'].get('psnr'), get('psnr').fmt)} dB"
             + "".join(
-                f" {AXIS_NAMES[k]} {format_ci(p.get(k), p['ci'].get(k), f)}"
-                for k, f in (("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f"), ("task_ap50", ".3f"))
-                if p.get(k) is not None
+                f" {get(k).label} {format_ci(p.get(k), p['ci'].get(k), get(k).fmt)}"
+                for k in BD_KEYS
+                if k != "psnr" and p.get(k) is not None
             )
             for p in pts
         )
