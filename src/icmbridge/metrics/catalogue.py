@@ -137,6 +137,8 @@ _ENTRIES = (
            source=_ARTIFACTS),
     Metric("lattice", "lattice", "artifact", ".2f", -1, paired=True,
            source=f"{_ARTIFACTS} (square root of phase_variance)"),
+    Metric("hf_kept_db", "HF kept dB", "fidelity", "+.2f", 0, unit="dB", name="HF kept",
+           paired=True, compute="icmbridge.metrics.detail:hf_kept_db"),
     Metric("task_ap", "AP", "task", ".3f", 1, paired=True, relative=True, set_level=True,
            source=_TASK),
     Metric("task_ap50", "AP50", "task", ".3f", 1, axis="task AP50", paired=True, relative=True,
