@@ -36,6 +36,11 @@ def _coded(n: int = 3, side: int = 64, noise: int = 12) -> list[Coded]:
     return out
 
 
+def _results(scored: dict) -> Results:
+    codecs = {k: codec_result("ours", k, r) for k, r in scored.items()}
+    return Results("compare", "toy", "c", "toy", None, codecs, n_images=3, base="base")
+
+
 def toy_mae(x, x_hat) -> float:  # noqa: ANN001 (tensors, as the catalogue's contract says)
     return float((x - x_hat).abs().mean() * 255)
 
@@ -73,21 +78,13 @@ def test_every_key_evaluation_writes_is_in_the_catalogue_and_back() -> None:
 
 def test_compare_table_columns_come_from_the_catalogue() -> None:
     scored = compare({"base": _coded(), "other": _coded(noise=30)})
-    results = Results(
-        kind="compare",
-        title="t",
-        command="c",
-        set="toy",
-        task=None,
-        n_images=3,
-        base="base",
-        codecs={k: codec_result("ours", k, r) for k, r in scored.items()},
-    )
-    text = markdown(results.to_dict())
+    text = markdown(_results(scored).to_dict())
     head = next(line for line in text.splitlines() if line.startswith("| codec"))
     titles = [c.strip() for c in head.strip("|").split("|")][1:]
-    means = [catalogue.title(k) for k in catalogue.COMPACT if catalogue.get(k).group != "task"]
-    diffs = [k for k in catalogue.COMPACT_DIFF if catalogue.get(k).group != "task"]
+    # no task and no people's metrics measured: their columns are left out
+    shown = [k for k in catalogue.METRICS if catalogue.get(k).group not in ("task", "people")]
+    means = [catalogue.title(k) for k in catalogue.COMPACT if k in shown]
+    diffs = [k for k in catalogue.COMPACT_DIFF if k in shown]
     assert titles == means + [f"Δ{catalogue.title(k)} vs base" for k in diffs]
 
 
@@ -99,16 +96,7 @@ def test_a_new_metric_is_one_entry_plus_its_function(tmp_path: Path) -> None:
             assert r["mean"]["toy_mae"] > 0 and r["ci"]["toy_mae"] is not None
         diff = scored["other"]["vs"]["diff"]["toy_mae"]
         assert diff["diff"] > 0 and not diff["covers_zero"]
-        Results(
-            kind="compare",
-            title="toy",
-            command="c",
-            set="toy",
-            task=None,
-            n_images=3,
-            base="base",
-            codecs={k: codec_result("ours", k, r) for k, r in scored.items()},
-        ).write(tmp_path / "results.json")
+        _results(scored).write(tmp_path / "results.json")
         page = build_report(tmp_path, tmp_path / "report", max_images=0).read_text()
         assert "toy MAE" in page and " ↓" in page
     assert "toy_mae" not in catalogue.METRICS

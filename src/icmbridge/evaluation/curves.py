@@ -112,6 +112,10 @@ def bd_rate_texts(
     }
 
 
+#: How terminals and tables name each quality axis (the catalogue's names).
+AXIS_NAMES = {k: catalogue.get(k).label for k in BD_KEYS}
+
+
 def bd_rate_line(texts: dict[str, str]) -> str:
     """One codec's BD-rate texts (from :func:`bd_rate_texts`) as ``PSNR …, JOD …, AP50 …``."""
     return ", ".join(f"{catalogue.get(k).label} {v}" for k, v in texts.items())
@@ -207,7 +211,6 @@ def run(args: argparse.Namespace) -> int:
 
     from icmbridge.evaluation.commands import load_samples
     from icmbridge.evaluation.stats import format_ci
-    from icmbridge.metrics.catalogue import get
     from icmbridge.metrics.people import people_argv, people_from_args
     from icmbridge.tasks import task_argv, task_from_args
 
@@ -233,12 +236,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, pts in (res.rate_curves or {}).items():
         row = "  ".join(
-            f"{get('bpp').text(p['bpp'], get('bpp').short_fmt)} bpp "
-            f"{format_ci(p['psnr'], p['ci'].get('psnr'), get('psnr').fmt)} dB"
+            f"{p['bpp']:.3f} bpp {format_ci(p['psnr'], p['ci'].get('psnr'), '.2f')} dB"
             + "".join(
-                f" {get(k).label} {format_ci(p.get(k), p['ci'].get(k), get(k).fmt)}"
-                for k in BD_KEYS
-                if k != "psnr" and p.get(k) is not None
+                f" {AXIS_NAMES[k]} {format_ci(p.get(k), p['ci'].get(k), f)}"
+                for k, f in (("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f"), ("task_ap50", ".3f"))
+                if p.get(k) is not None
             )
             for p in pts
         )

@@ -609,7 +609,10 @@ def figures_section(figs: Sequence[tuple[str, str, str]], folder: Path) -> list[
 
 def _caption(vals: tuple[float | None, float | None, float | None]) -> dict[str, str]:
     bpp, psnr, cp = vals
-    top = f"{_unit(fmt('bpp', bpp), ' bpp')} · {_unit(fmt('psnr', psnr), ' dB')}"
+    top = " · ".join(
+        _unit(fmt(key, value), f" {catalogue.get(key).unit}")
+        for key, value in (("bpp", bpp), ("psnr", psnr))
+    )
     crop = "—" if cp is None else ("∞" if math.isinf(cp) else f"{cp:.1f}")
     return {"top": top, "crop": crop}
 
