@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 GROUPS = ("rate", "fidelity", "people", "artifact", "task", "cost")
@@ -53,7 +53,6 @@ class Metric:
     table: bool = True  # a column of the report's full tables (False: counts)
     compute: str | Callable[..., Any] | None = None  # per image: f(x, x_hat) -> float | None
     source: str = ""  # what computes it when ``compute`` is None (documentation)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
