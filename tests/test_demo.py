@@ -86,8 +86,8 @@ def test_demo_rate_curves(tmp_path) -> None:
         "psnr",
         "cvvdp_jod",
         "ssimulacra2",
-        "task_ap50",
         "task_ap",
+        "task_ap50",
     ]
     assert set(results["bd_rate_ci"]["jpeg"]) == set(results["bd_rate"]["jpeg"])
     assert all(p["cvvdp_jod"] is not None for p in ours)

@@ -47,29 +47,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def summary_line(label: str, mean: dict[str, Any], ci: dict[str, Any] | None = None) -> str:
-    """One line of means, each with its 95 % interval over images when ``ci`` is given."""
+    """One line of means, each with its 95 % interval over images when ``ci`` is given; names,
+    units and formats from the metric catalogue."""
     from icmbridge.evaluation.stats import format_ci
+    from icmbridge.metrics.catalogue import get
 
     ci = ci or {}
+    keys = ["bpp", "psnr", "ssim"]
+    keys += ["cvvdp_jod", "ssimulacra2"] if mean.get("cvvdp_jod") is not None else []
+    keys += ["artifact_db", "lattice", "task_ap50", "task_ap"]
+    keys += ["task_mask_ap50", "task_mask_ap"] if mean.get("task_mask_ap") is not None else []
 
-    def f(key: str, fmt: str) -> str:
-        return format_ci(mean.get(key), ci.get(key), fmt)
+    def f(key: str) -> str:
+        m = get(key)
+        text = format_ci(mean.get(key), ci.get(key), m.fmt)
+        if m.unit == m.full:  # bpp: the unit names it
+            return f"{text} {m.unit}"
+        return f"{m.full} {text}" + (f" {m.unit}" if m.unit else "")
 
-    return (
-        f"{label}: {f('bpp', '.4f')} bpp, PSNR {f('psnr', '.2f')} dB, SSIM {f('ssim', '.4f')}, "
-        + (
-            f"ColorVideoVDP {f('cvvdp_jod', '.2f')} JOD, SSIMULACRA 2 {f('ssimulacra2', '.1f')}, "
-            if mean.get("cvvdp_jod") is not None
-            else ""
-        )
-        + f"artifact {f('artifact_db', '+.2f')} dB, lattice {f('lattice', '.2f')}, "
-        f"AP50 {f('task_ap50', '.3f')}, AP {f('task_ap', '.3f')}"
-        + (
-            f", mask AP50 {f('task_mask_ap50', '.3f')}, mask AP {f('task_mask_ap', '.3f')}"
-            if mean.get("task_mask_ap") is not None
-            else ""
-        )
-    )
+    return f"{label}: " + ", ".join(f(k) for k in keys)
 
 
 def run(args: argparse.Namespace) -> int:

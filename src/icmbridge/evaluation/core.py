@@ -42,34 +42,13 @@ from icmbridge.evaluation.stats import (
     resample_plan,
 )
 from icmbridge.imageio import array_to_tensor, tensor_to_array
-from icmbridge.metrics.people import PEOPLE_KEYS
+from icmbridge.metrics import catalogue
 
 #: What scores an 8-bit original and its decoded image for people (``PeopleMetrics``).
 PeopleScorer = Callable[[np.ndarray, np.ndarray], Mapping[str, float | None]]
 
-# Keys every per-image entry has, in the order tables show them.
-METRIC_KEYS = (
-    "bpp",
-    "psnr",
-    "ssim",
-    "ms_ssim",
-    "cvvdp_jod",
-    "ssimulacra2",
-    "artifact_db",
-    "residual_grid_db",
-    "phase_variance",
-    "lattice",
-    "task_ap",
-    "task_ap50",
-    "task_mask_ap",
-    "task_mask_ap50",
-    "n_pred",
-    "n_gt",
-    "feature_distance",
-    "vgg_distance",
-    "encode_s",
-    "decode_s",
-)
+# Keys every per-image entry has, in the order tables show them (the metric catalogue's).
+METRIC_KEYS = catalogue.select()
 
 
 @dataclass
@@ -153,23 +132,81 @@ class ScoreResult(dict):
 
 
 # what a decoder-vs-base comparison reports (bpp too: classical codecs match the rate per image)
-DIFF_KEYS = (
-    "bpp",
-    "psnr",
-    "ssim",
-    "ms_ssim",
-    "cvvdp_jod",
-    "ssimulacra2",
-    "artifact_db",
-    "phase_variance",
-    "lattice",
-    "task_ap",
-    "task_ap50",
-    "feature_distance",
-)
-# per-image metrics whose means get an interval (counts and the set-level AP are handled apart)
-_SET_KEYS = ("task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "n_pred", "n_gt")
-_CI_KEYS = tuple(k for k in METRIC_KEYS if k not in _SET_KEYS)
+DIFF_KEYS = catalogue.select(paired=True)
+
+
+def _task_values(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The task keys of one ``task.score`` result (AP, AP50, mask AP where masks exist, counts)."""
+    return {
+        "task_ap": _nan_to_none(s["ap"]),
+        "task_ap50": _nan_to_none(s["ap50"]),
+        "task_mask_ap": _nan_to_none(s.get("mask_ap")),  # Mask R-CNN with GT masks
+        "task_mask_ap50": _nan_to_none(s.get("mask_ap50")),
+        "n_pred": int(s["n_pred"]),
+        "n_gt": int(s["n_gt"]),
+    }
+
+
+@dataclass
+class _TaskScoring:
+    """What the task step keeps over the images, for the set-level AP."""
+
+    task: Any
+    ground_truth: Sequence[dict | None] | None
+    preds: list[dict]
+    gts: list[dict]
+    pseudo: bool = False
+
+    def image(self, i: int, x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, Any]:
+        from icmbridge.tasks.base import feature_distance, pseudo_ground_truth
+
+        gt = self.ground_truth[i] if self.ground_truth is not None else None
+        if gt is None:
+            gt = pseudo_ground_truth(self.task, x)[0]
+            self.pseudo = True
+        pred = self.task.predict(x_hat)[0]
+        self.preds.append(pred)
+        self.gts.append(gt)
+        values = _task_values(self.task.score([pred], [gt]))
+        values["feature_distance"] = feature_distance(self.task, x, x_hat)
+        return values
+
+
+def _score_image(
+    c: Coded,
+    task: _TaskScoring | None,
+    i: int,
+    vgg: Callable[[torch.Tensor, torch.Tensor], float] | None,
+    people: PeopleScorer | None,
+) -> dict[str, Any]:
+    """One image's row: every per-image metric of the catalogue, in its order (None: not
+    measured). Metrics with a ``compute`` function are called on the images; the rest come
+    from the shared steps below (rate, artifact scores, people's metrics, task, VGG, times)."""
+    from icmbridge.metrics.artifacts import artifact_scores
+
+    x, x_hat = array_to_tensor(c.original), array_to_tensor(c.decoded)
+    h, w = c.original.shape[:2]
+    values: dict[str, Any] = {"bpp": 8 * c.num_bytes / (h * w)}
+    if people is not None:
+        values.update(people(c.original, c.decoded))
+    if min(h, w) >= 32:
+        a = artifact_scores(x, x_hat)[0]
+        values.update(
+            artifact_db=a.artifact_db,
+            residual_grid_db=a.residual_grid_db,
+            phase_variance=a.phase_variance,
+            lattice=math.sqrt(a.phase_variance),
+        )
+    if task is not None:
+        values.update(task.image(i, x, x_hat))
+    values["vgg_distance"] = vgg(x, x_hat) if vgg is not None else None
+    values["encode_s"] = _nan_to_none(c.encode_s)
+    values["decode_s"] = _nan_to_none(c.decode_s)
+    entry: dict[str, Any] = {"name": c.name, "width": w, "height": h}
+    for key in catalogue.select():
+        fn = catalogue.get(key).function()
+        entry[key] = fn(x, x_hat) if fn is not None else values.get(key)
+    return entry
 
 
 def score(
@@ -183,6 +220,7 @@ def score(
 ) -> ScoreResult:
     """Metrics per image and over the set: ``{"images": [...], "mean": {...}, "ci": {...}}``.
 
+    Every per-image metric of the catalogue (:mod:`icmbridge.metrics.catalogue`) is measured.
     ``people`` (a :class:`~icmbridge.metrics.people.PeopleMetrics`) scores the 8-bit original
     and decoded arrays for people; without it ``cvvdp_jod`` and ``ssimulacra2`` are None.
 
@@ -190,90 +228,38 @@ def score(
     without annotations are scored against the task's predictions on the uncompressed image
     (pseudo ground truth) and the result says so in ``ground_truth``.
     """
-    from icmbridge.metrics.artifacts import artifact_scores
-    from icmbridge.metrics.fidelity import ms_ssim, psnr, ssim
-
-    images: list[dict[str, Any]] = []
-    preds_all: list[dict] = []
-    gts_all: list[dict] = []
-    pseudo = False
-    for i, c in enumerate(tqdm(coded, desc="scoring", disable=not progress, leave=False)):
-        x, x_hat = array_to_tensor(c.original), array_to_tensor(c.decoded)
-        h, w = c.original.shape[:2]
-        entry: dict[str, Any] = {"name": c.name, "width": w, "height": h}
-        entry["bpp"] = 8 * c.num_bytes / (h * w)
-        entry["psnr"] = psnr(x, x_hat)
-        entry["ssim"] = ssim(x, x_hat) if min(h, w) >= 11 else None
-        entry["ms_ssim"] = ms_ssim(x, x_hat) if min(h, w) >= 11 else None
-        entry.update(
-            people(c.original, c.decoded) if people is not None else dict.fromkeys(PEOPLE_KEYS)
-        )
-        if min(h, w) >= 32:
-            a = artifact_scores(x, x_hat)[0]
-            entry.update(
-                artifact_db=a.artifact_db,
-                residual_grid_db=a.residual_grid_db,
-                phase_variance=a.phase_variance,
-                lattice=math.sqrt(a.phase_variance),
-            )
-        else:
-            entry.update(artifact_db=None, residual_grid_db=None, phase_variance=None, lattice=None)
-        if task is not None:
-            gt = ground_truth[i] if ground_truth is not None else None
-            if gt is None:
-                from icmbridge.tasks.base import pseudo_ground_truth
-
-                gt = pseudo_ground_truth(task, x)[0]
-                pseudo = True
-            pred = task.predict(x_hat)[0]
-            s = task.score([pred], [gt])
-            entry.update(
-                task_ap=_nan_to_none(s["ap"]),
-                task_ap50=_nan_to_none(s["ap50"]),
-                task_mask_ap=_nan_to_none(s.get("mask_ap")),
-                task_mask_ap50=_nan_to_none(s.get("mask_ap50")),
-                n_pred=int(s["n_pred"]),
-                n_gt=int(s["n_gt"]),
-            )
-            from icmbridge.tasks.base import feature_distance
-
-            entry["feature_distance"] = feature_distance(task, x, x_hat)
-            preds_all.append(pred)
-            gts_all.append(gt)
-        else:
-            entry.update({k: None for k in _SET_KEYS}, feature_distance=None)
-        entry["vgg_distance"] = vgg(x, x_hat) if vgg is not None else None
-        entry["encode_s"] = _nan_to_none(c.encode_s)
-        entry["decode_s"] = _nan_to_none(c.decode_s)
-        images.append(entry)
-
+    scoring = _TaskScoring(task, ground_truth, [], []) if task is not None else None
+    images = [
+        _score_image(c, scoring, i, vgg, people)
+        for i, c in enumerate(tqdm(coded, desc="scoring", disable=not progress, leave=False))
+    ]
+    keys = catalogue.select()
     mean: dict[str, Any] = {}
-    for key in METRIC_KEYS:
+    for key in keys:
         values = [e[key] for e in images if e.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
     plan = resample_plan(len(images), n_resamples)
+    # per-image metrics get an interval here; set-level AP is bootstrapped by resampling the set
     replicates = {
         key: mean_replicates([e.get(key) for e in images], plan)
-        for key in _CI_KEYS
+        for key in keys
         if mean[key] is not None
+        and catalogue.get(key).interval
+        and not catalogue.get(key).set_level
     }
     result = ScoreResult(images=images, mean=mean)
-    if task is not None:
-        s = task.score(preds_all, gts_all)
-        mean["task_ap"] = _nan_to_none(s["ap"])
-        mean["task_ap50"] = _nan_to_none(s["ap50"])
-        mean["task_mask_ap"] = _nan_to_none(s.get("mask_ap"))  # Mask R-CNN with GT masks
-        mean["task_mask_ap50"] = _nan_to_none(s.get("mask_ap50"))
-        mean["n_pred"] = int(s["n_pred"])
-        mean["n_gt"] = int(s["n_gt"])
+    if scoring is not None:
+        mean.update(_task_values(task.score(scoring.preds, scoring.gts)))
         if mean["task_ap"] is not None:
             from icmbridge.tasks.scoring import APResampler
 
-            resampler = APResampler(preds_all, gts_all, class_agnostic=task.class_agnostic)
+            resampler = APResampler(scoring.preds, scoring.gts, class_agnostic=task.class_agnostic)
             replicates["task_ap"], replicates["task_ap50"] = resampler.replicates(plan)
         result["task"] = task.name
         result["ground_truth"] = (
-            "pseudo (task predictions on the uncompressed images)" if pseudo else "annotations"
+            "pseudo (task predictions on the uncompressed images)"
+            if scoring.pseudo
+            else "annotations"
         )
     result["n_images"] = len(images)
     result["ci"] = {key: interval(r, mean[key]) for key, r in replicates.items()}
@@ -312,7 +298,10 @@ def add_differences(results: Mapping[str, ScoreResult], reference: str = "base")
         return
     for label, r in results.items():
         if label != reference:
-            r["vs"] = {"reference": reference, "diff": paired_difference(r, ref, DIFF_KEYS)}
+            diff = paired_difference(
+                r, ref, catalogue.select(paired=True), catalogue.select(relative=True)
+            )
+            r["vs"] = {"reference": reference, "diff": diff}
 
 
 def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | None:
@@ -326,11 +315,6 @@ def task_reference(task: Any, samples: Sequence[Sample]) -> dict[str, Any] | Non
     sc = task.score(preds, gts)
     ap, ap50 = APResampler(preds, gts, task.class_agnostic).replicates(resample_plan(len(samples)))
     return {
-        "task_ap": _nan_to_none(sc["ap"]),
-        "task_ap50": _nan_to_none(sc["ap50"]),
-        "task_mask_ap": _nan_to_none(sc.get("mask_ap")),
-        "task_mask_ap50": _nan_to_none(sc.get("mask_ap50")),
-        "n_pred": int(sc["n_pred"]),
-        "n_gt": int(sc["n_gt"]),
+        **_task_values(sc),
         "ci": {"task_ap": interval(ap, sc["ap"]), "task_ap50": interval(ap50, sc["ap50"])},
     }

@@ -92,15 +92,19 @@ def paired_difference(
     a: Mapping[str, Any],
     b: Mapping[str, Any],
     keys: Sequence[str] | None = None,
-    relative: Sequence[str] = ("task_ap", "task_ap50"),
+    relative: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Differences ``a − b`` of two score results on the same images, with paired intervals.
 
     ``a`` and ``b`` are what :func:`icmbridge.evaluation.core.score` returns (their ``mean`` and
     their in-memory ``replicates``). Per key: ``diff`` (point estimate), ``ci`` (95 % paired
     bootstrap interval), ``covers_zero``; keys in ``relative`` also get ``rel`` / ``rel_ci`` in
-    per cent of ``b`` (the paper's "ΔmAP rel.").
+    per cent of ``b`` (the paper's "ΔmAP rel."); by default the catalogue's ``relative`` metrics.
     """
+    from icmbridge.metrics import catalogue
+
+    if relative is None:
+        relative = catalogue.select(relative=True)
     reps_a, reps_b = getattr(a, "replicates", None), getattr(b, "replicates", None)
     if reps_a is None or reps_b is None:
         raise ValueError("paired_difference needs score results that carry their replicates")

@@ -106,6 +106,12 @@ def ssim(x: ImageLike, x_hat: ImageLike) -> float:
     return _single(ssim_batch(x, x_hat), "ssim")
 
 
+def ssim_or_none(x: ImageLike, x_hat: ImageLike) -> float | None:
+    """SSIM of one image, or ``None`` when a side is below the 11-px window."""
+    a, _ = image_pair(x, x_hat)
+    return None if min(a.shape[-2:]) < SSIM_WIN else ssim(x, x_hat)
+
+
 def ms_ssim_batch(x: ImageLike, x_hat: ImageLike) -> Tensor | None:
     """Per-image MS-SSIM, ``(B,)``, or ``None`` when a side is below 161 (5 scales don't fit)."""
     a, b = image_pair(x, x_hat)

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from icmbridge.errors import InputError
+from icmbridge.metrics import catalogue
 
-#: Result keys, in the order tables show them.
-PEOPLE_KEYS = ("cvvdp_jod", "ssimulacra2")
+#: Result keys, in the order tables show them (the catalogue's "people" group).
+PEOPLE_KEYS = catalogue.select(group="people")
 DEFAULT_DISPLAY = "standard_fhd"
 #: Below this side ColorVideoVDP's pyramid and SSIMULACRA 2's scales do not fit; scored as None.
 MIN_SIDE = 8

@@ -4,8 +4,10 @@ The page is rendered from the Jinja2 template ``templates/report.html.j2`` with 
 label, description, set or task name from ``results.json`` is always text, never markup (the
 functions here only build plain data for it). The page needs no network: its CSS and JS are
 package files (``static/``) copied to ``assets/`` next to ``index.html``, images are files there
-too (so the page stays small and the images can be opened on their own). Anything in
-``results.json`` may be null or absent; the page shows what exists and says what is missing.
+too (so the page stays small and the images can be opened on their own). The page renders from a
+validated :class:`~icmbridge.evaluation.results.Results`; anything in it may be null or absent, and
+the page shows what exists and says what is missing. Every metric's title, format and better
+direction come from the metric catalogue (:mod:`icmbridge.metrics.catalogue`).
 
 The page's script records on ``<body>`` how many images loaded (``data-images-loaded``,
 ``data-images-failed``, ``data-images-total``) so a headless browser can check the page.
@@ -28,6 +30,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from icmbridge.errors import InputError
+from icmbridge.evaluation.results import CodecResult, Results
+from icmbridge.metrics import catalogue
 from icmbridge.report import crops, plots
 from icmbridge.report.plots import num
 from icmbridge.utils.atomic import atomic_directory
@@ -38,32 +42,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 #: The order the comparisons show codecs in; ``base+…`` post-filters follow ``base``.
 PREFERRED = ("base", "base+*", "human", "human-li", "jpeg")
 
-# key: (column title, format, better: +1 higher, -1 lower, 0 neither)
-METRICS: dict[str, tuple[str, str, int]] = {
-    "bpp": ("bpp", "{:.3f}", 0),
-    "psnr": ("PSNR dB", "{:.2f}", 1),
-    "ssim": ("SSIM", "{:.3f}", 1),
-    "ms_ssim": ("MS-SSIM", "{:.3f}", 1),
-    "cvvdp_jod": ("JOD", "{:.2f}", 1),
-    "ssimulacra2": ("SSIMULACRA 2", "{:+.1f}", 1),
-    "artifact_db": ("artifact dB", "{:+.1f}", -1),
-    "residual_grid_db": ("residual grid dB", "{:+.1f}", -1),
-    "phase_variance": ("phase var.", "{:.3g}", -1),
-    "lattice": ("lattice", "{:.2f}", -1),
-    "task_ap": ("AP", "{:.3f}", 1),
-    "task_ap50": ("AP50", "{:.3f}", 1),
-    "task_mask_ap": ("mask AP", "{:.3f}", 1),
-    "task_mask_ap50": ("mask AP50", "{:.3f}", 1),
-    "rel_task_ap50": ("Δ AP50 rel.", "{:+.1f}%", 1),
-    "feature_distance": ("feature dist.", "{:.3f}", -1),
-    "vgg_distance": ("VGG dist.", "{:.3f}", -1),
-    "encode_s": ("encode s", "{:.3f}", -1),
-    "decode_s": ("decode s", "{:.3f}", -1),
-}
-
 
 @dataclass
 class Codec:
+    """One codec of the results as the page shows it: finite means of every catalogue metric,
+    the per-image rows by image name (without suffix), intervals and paired differences."""
+
     label: str
     kind: str
     description: str
@@ -92,11 +76,9 @@ class Shown:
 
 
 # ------------------------------------------------------------------------------------- reading
-def load_results(results_dir: Path) -> dict[str, Any]:
-    """results.json, validated against the results schema (:mod:`icmbridge.evaluation.results`),
-    as a dict; a missing, unreadable or malformed file is the user's error, in one line."""
-    from icmbridge.evaluation.results import Results
-
+def load_results(results_dir: Path) -> Results:
+    """results.json, validated against the results schema (:mod:`icmbridge.evaluation.results`);
+    a missing, unreadable or malformed file is the user's error, in one line."""
     path = results_dir / "results.json"
     if not results_dir.is_dir():
         raise InputError(f"results folder {str(results_dir)!r} does not exist")
@@ -105,7 +87,7 @@ def load_results(results_dir: Path) -> dict[str, Any]:
             f"no results.json in {str(results_dir)!r} (write one with `icmbridge demo`, "
             "`icmbridge ablate`, `icmbridge curves` or `icmbridge compare`)"
         )
-    return Results.read(path).to_dict()
+    return Results.read(path)
 
 
 def _image_key(name: str) -> str:
@@ -113,34 +95,25 @@ def _image_key(name: str) -> str:
     return (p.with_suffix("") if p.suffix.lower() in IMAGE_SUFFIXES else p).as_posix()
 
 
-def parse_codecs(data: Mapping[str, Any]) -> dict[str, Codec]:
-    """The codecs of validated results; means come from 'mean' as the scorer wrote them (never
+def codec_view(label: str, entry: CodecResult) -> Codec:
+    """A codec of validated results; means come from 'mean' as the scorer wrote them (never
     re-derived from the per-image rows: set-level AP is not a mean of images)."""
-    raw = data.get("codecs")
-    out: dict[str, Codec] = {}
-    if not isinstance(raw, Mapping):
-        return out
-    for label, entry in raw.items():
-        if not isinstance(entry, Mapping):
-            continue
-        images: dict[str, Mapping[str, Any]] = {}
-        rows = entry.get("images")
-        for row in rows if isinstance(rows, list) else []:
-            if isinstance(row, Mapping) and isinstance(row.get("name"), str):
-                images[_image_key(row["name"])] = row
-        given = entry.get("mean") if isinstance(entry.get("mean"), Mapping) else {}
-        mean: dict[str, float | None] = {key: num(given.get(key)) for key in METRICS}
-        out[str(label)] = Codec(
-            label=str(label),
-            kind=str(entry.get("kind") or ""),
-            description=str(entry.get("description") or ""),
-            mean=mean,
-            images=images,
-            params=entry.get("params"),
-            ci=parse_intervals(entry.get("ci")),
-            vs=entry.get("vs") if isinstance(entry.get("vs"), Mapping) else {},
-        )
-    return out
+    keys = catalogue.select(per_image=None, table=True)
+    return Codec(
+        label=label,
+        kind=entry.kind,
+        description=entry.description,
+        mean={key: num(entry.mean.get(key)) for key in keys},
+        images={_image_key(row["name"]): row for row in entry.images},
+        params=entry.params,
+        ci=parse_intervals(entry.ci),
+        vs=entry.vs or {},
+    )
+
+
+def parse_codecs(results: Results) -> dict[str, Codec]:
+    """Every codec of ``results``, by label, in the file's order."""
+    return {label: codec_view(label, entry) for label, entry in results.codecs.items()}
 
 
 def parse_intervals(raw: Any) -> dict[str, tuple[float, float]]:
@@ -209,11 +182,9 @@ def decoded_labels(results_dir: Path) -> list[str]:
 
 # ---------------------------------------------------------------------------------- formatting
 def fmt(key: str, value: Any) -> str:
-    v = num(value)
-    if v is None:
-        return "—"
-    text = METRICS.get(key, ("", "{:.4g}", 0))[1].format(v)
-    return text.replace("-", "−")  # a real minus sign
+    """A value in its metric's page format (the catalogue's ``short``), with a real minus sign."""
+    metric = catalogue.get(key)
+    return metric.text(num(value), metric.short_fmt).replace("-", "−")
 
 
 def rel_pct(value: float | None, reference: float | None) -> float | None:
@@ -256,13 +227,9 @@ def table(
     ``rows`` are (label, colour or "", values); the best value of each column is marked. A
     ``values["_ci"]`` mapping adds each value's 95 % interval under it.
     """
-    best = {
-        k: _best([num(r[2].get(k)) for r in rows], METRICS.get(k, ("", "", 0))[2]) for k in columns
-    }
-    head = []
-    for k in columns:
-        title, _, better = METRICS.get(k, (k, "", 0))
-        head.append({"key": k, "title": title, "arrow": {1: " ↑", -1: " ↓"}.get(better, "")})
+    metrics = {k: catalogue.get(k) for k in columns}
+    best = {k: _best([num(r[2].get(k)) for r in rows], metrics[k].better) for k in columns}
+    head = [{"key": k, "title": m.title, "arrow": m.arrow} for k, m in metrics.items()]
 
     def row(label: str, color: str, values: Mapping[str, Any]) -> dict[str, Any]:
         cis = parse_intervals(values.get("_ci"))
@@ -371,93 +338,91 @@ def _unit(text: str, unit: str) -> str:
     return text if text == "—" else text + unit
 
 
-def _signed(form: str, *values: float) -> str:
-    return form.format(*values).replace("-", "−")  # a real minus sign
+def _signed(spec: str, value: float, unit: str = "") -> str:
+    return (format(value, spec) + unit).replace("-", "−")  # a real minus sign
 
 
-def _paired(codec: Codec, key: str, form: str, rel: bool) -> tuple[str, str, bool] | None:
+def _paired(codec: Codec, key: str, spec: str, rel: bool) -> tuple[str, str, bool] | None:
     """(lo, hi, covers 0) of the codec's paired difference to base, or None."""
     d = (codec.vs.get("diff") or {}).get(key) if codec.vs.get("reference") == "base" else None
     pair = parse_intervals({"x": d.get("rel_ci" if rel else "ci")}).get("x") if d else None
     if pair is None:
         return None
-    return _signed(form, pair[0]), _signed(form, pair[1]), pair[0] <= 0 <= pair[1]
+    unit = "%" if rel else ""
+    return _signed(spec, pair[0], unit), _signed(spec, pair[1], unit), pair[0] <= 0 <= pair[1]
+
+
+def _lede(codecs: Mapping[str, Codec]) -> dict[str, Any] | None:
+    """The headline sentence: the human decoder's differences to base on the catalogue's
+    headline metrics, then AP50 relative, at the rate of the bitstream."""
+    b, h = codecs.get("base"), codecs.get("human")
+    if not (b and h):
+        return None
+    bits = []
+    for key, words in catalogue.HEADLINE.items():
+        hv, bv = h.mean.get(key), b.mean.get(key)
+        if hv is not None and bv is not None:
+            spec = catalogue.signed(catalogue.get(key).short_fmt)
+            bits.append(
+                {
+                    "value": _signed(spec, hv - bv),
+                    "unit": f" {words}",
+                    "ci": _paired(h, key, spec, rel=False),
+                }
+            )
+    ap = rel_pct(h.mean.get("task_ap50"), b.mean.get("task_ap50"))
+    if ap is not None:
+        bits.append(
+            {
+                "value": fmt("rel_task_ap50", ap),
+                "unit": f" {catalogue.get('task_ap50').label} (relative)",
+                "ci": _paired(h, "task_ap50", catalogue.REL_FMT, rel=True),
+            }
+        )
+    rate = ""
+    hb, bb = h.mean.get("bpp"), b.mean.get("bpp")
+    if hb is not None and bb is not None:
+        rate = f" at {fmt('bpp', hb)} bpp" + (" (same bitstream)" if abs(hb - bb) < 1e-9 else "")
+    return {"rate": rate, "bits": bits} if bits else None
+
+
+#: The metrics of a codec's card: always, or where measured (``people`` / ``mask``).
+_CARD = (("bpp", ""), ("psnr", ""), ("ssim", ""), ("cvvdp_jod", "people"),
+         ("ssimulacra2", "people"), ("artifact_db", ""), ("task_ap50", ""),
+         ("rel_task_ap50", ""), ("task_mask_ap", "mask"))  # fmt: skip
+
+
+def _card(codec: Codec, color: str, unc_ap50: float | None) -> dict[str, Any]:
+    """One codec's card: its means in the catalogue's formats and units."""
+    m = {**codec.mean, "rel_task_ap50": rel_pct(codec.mean.get("task_ap50"), unc_ap50)}
+    shown = {
+        "people": m.get("cvvdp_jod") is not None or m.get("ssimulacra2") is not None,
+        "mask": m.get("task_mask_ap") is not None,
+        "": True,
+    }
+    kvs = []
+    for key, when in _CARD:
+        if shown[when]:
+            metric = catalogue.get(key)
+            value = metric.with_unit(num(m.get(key)), metric.short_fmt).replace("-", "−")
+            label = "Δ AP50 vs uncompr." if key == "rel_task_ap50" else metric.full
+            kvs.append({"label": label, "value": value, "cls": "big" if key == "bpp" else ""})
+    return {
+        "label": codec.label,
+        "ref": False,
+        "kind": codec.kind,
+        "description": codec.description,
+        "color": color,
+        "kvs": kvs,
+    }
 
 
 def summary_section(
     labels: Sequence[str], codecs: Mapping[str, Codec], colors: Mapping[str, str], unc: Mapping
 ) -> dict[str, Any]:
     """Headline sentence (human vs base) and one card per codec."""
-    lede = None
-    b, h = codecs.get("base"), codecs.get("human")
-    if b and h:
-        bits = []
-        for key, unit, form in (
-            ("psnr", " dB PSNR", "{:+.2f}"),
-            ("ssim", " SSIM", "{:+.3f}"),
-            ("cvvdp_jod", " JOD", "{:+.2f}"),
-            ("ssimulacra2", " SSIMULACRA 2", "{:+.1f}"),
-            ("artifact_db", " dB artifacts", "{:+.1f}"),
-        ):
-            hv, bv = h.mean.get(key), b.mean.get(key)
-            if hv is not None and bv is not None:
-                bits.append(
-                    {
-                        "value": _signed(form, hv - bv),
-                        "unit": unit,
-                        "ci": _paired(h, key, form, rel=False),
-                    }
-                )
-        ap = rel_pct(h.mean.get("task_ap50"), b.mean.get("task_ap50"))
-        if ap is not None:
-            bits.append(
-                {
-                    "value": fmt("rel_task_ap50", ap),
-                    "unit": " AP50 (relative)",
-                    "ci": _paired(h, "task_ap50", "{:+.1f}%", rel=True),
-                }
-            )
-        rate = ""
-        hb, bb = h.mean.get("bpp"), b.mean.get("bpp")
-        if hb is not None and bb is not None:
-            rate = f" at {fmt('bpp', hb)} bpp" + (
-                " (same bitstream)" if abs(hb - bb) < 1e-9 else ""
-            )
-        if bits:
-            lede = {"rate": rate, "bits": bits}
-    cards = []
     unc_ap50 = num(unc.get("task_ap50"))
-    for label in labels:
-        c = codecs[label]
-        m = c.mean
-        rel = rel_pct(m.get("task_ap50"), unc_ap50)
-        kvs = [
-            ("bpp", fmt("bpp", m.get("bpp")), "big"),
-            ("PSNR", _unit(fmt("psnr", m.get("psnr")), " dB"), ""),
-            ("SSIM", fmt("ssim", m.get("ssim")), ""),
-        ]
-        if m.get("cvvdp_jod") is not None or m.get("ssimulacra2") is not None:
-            kvs += [
-                ("ColorVideoVDP", _unit(fmt("cvvdp_jod", m.get("cvvdp_jod")), " JOD"), ""),
-                ("SSIMULACRA 2", fmt("ssimulacra2", m.get("ssimulacra2")), ""),
-            ]
-        kvs += [
-            ("artifact", _unit(fmt("artifact_db", m.get("artifact_db")), " dB"), ""),
-            ("AP50", fmt("task_ap50", m.get("task_ap50")), ""),
-            ("Δ AP50 vs uncompr.", fmt("rel_task_ap50", rel), ""),
-        ]
-        if m.get("task_mask_ap") is not None:
-            kvs.append(("mask AP", fmt("task_mask_ap", m.get("task_mask_ap")), ""))
-        cards.append(
-            {
-                "label": label,
-                "ref": False,
-                "kind": c.kind,
-                "description": c.description,
-                "color": colors.get(label, "#777"),
-                "kvs": [{"label": k, "value": v, "cls": cls} for k, v, cls in kvs],
-            }
-        )
+    cards = [_card(codecs[label], colors.get(label, "#777"), unc_ap50) for label in labels]
     if unc_ap50 is not None or num(unc.get("task_ap")) is not None:
         cards.append(
             {
@@ -467,12 +432,12 @@ def summary_section(
                 "description": "the task on the original images",
                 "color": "#444",
                 "kvs": [
-                    {"label": "AP", "value": fmt("task_ap", unc.get("task_ap")), "cls": ""},
-                    {"label": "AP50", "value": fmt("task_ap50", unc_ap50), "cls": ""},
+                    {"label": catalogue.title(k), "value": fmt(k, unc.get(k)), "cls": ""}
+                    for k in ("task_ap", "task_ap50")
                 ],
             }
         )
-    return {"lede": lede, "cards": cards}
+    return {"lede": _lede(codecs), "cards": cards}
 
 
 def codec_table_section(
@@ -487,7 +452,7 @@ def codec_table_section(
         values["rel_task_ap50"] = rel_pct(values.get("task_ap50"), unc_ap50)
         values["_ci"] = codecs[label].ci
         rows.append((label, colors.get(label, ""), values))
-    cols = _present(list(METRICS), [r[2] for r in rows])
+    cols = _present(catalogue.select(per_image=None, table=True), [r[2] for r in rows])
     foot = []
     if unc_ap50 is not None or num(unc.get("task_ap")) is not None:
         foot.append(
@@ -518,9 +483,7 @@ def table1_section(rows: Any, note: Any = None) -> dict[str, Any] | None:
         {**r, "config": f"{r.get('config') or '?'} (= {r['same_as']})"} if r.get("same_as") else r
         for r in rows
     ]
-    order = ["task_ap", "task_ap50", "task_mask_ap", "task_mask_ap50", "psnr", "ssim", "ms_ssim",
-             "cvvdp_jod", "ssimulacra2", "feature_distance", "vgg_distance",
-             "artifact_db"]  # fmt: skip
+    order = list(catalogue.TABLE1_COLUMNS)
     skip = {"config", "rel_task_ap50", "part", "same_as", "ci", "vs_base"}
     extra = sorted({k for r in rows for k in r} - set(order) - skip)
     cols = _present(order + extra, rows)
@@ -540,18 +503,25 @@ def table1_section(rows: Any, note: Any = None) -> dict[str, Any] | None:
     }
 
 
-_DIFF_COLUMNS = (
-    ("psnr", "Δ PSNR dB", "{:+.2f}", False),
-    ("ssim", "Δ SSIM", "{:+.3f}", False),
-    ("cvvdp_jod", "Δ JOD", "{:+.2f}", False),
-    ("ssimulacra2", "Δ SSIMULACRA 2", "{:+.1f}", False),
-    ("artifact_db", "Δ artifact dB", "{:+.2f}", False),
-    ("lattice", "Δ lattice", "{:+.2f}", False),
-    ("task_ap50", "Δ AP50 rel.", "{:+.1f}%", True),
-    ("task_ap", "Δ AP rel.", "{:+.1f}%", True),
-    ("feature_distance", "Δ feature dist.", "{:+.3f}", False),
-    ("bpp", "Δ bpp", "{:+.4f}", False),
-)
+def _diff_column(key: str) -> tuple[str, str, str, bool]:
+    """(key, title, format, relative) of a column of the "vs base" table."""
+    metric = catalogue.get(key)
+    if metric.relative:
+        return key, f"Δ {metric.label} rel.", catalogue.REL_FMT, True
+    return key, f"Δ {metric.title}", metric.diff_fmt, False
+
+
+def _diff_cell(d: Any, form: str, rel: bool) -> dict[str, Any] | None:
+    value = num(d.get("rel" if rel else "diff")) if isinstance(d, Mapping) else None
+    if value is None:
+        return None
+    unit = "%" if rel else ""
+    ci = parse_intervals({"x": d.get("rel_ci" if rel else "ci")}).get("x")
+    return {
+        "text": _signed(form, value, unit),
+        "ci": (_signed(form, ci[0], unit), _signed(form, ci[1], unit)) if ci else None,
+        "zero": ci is not None and ci[0] <= 0 <= ci[1],
+    }
 
 
 def differences_section(labels: Sequence[str], codecs: Mapping[str, Codec]) -> dict | None:
@@ -565,26 +535,17 @@ def differences_section(labels: Sequence[str], codecs: Mapping[str, Codec]) -> d
         return None
     diffs = {lb: codecs[lb].vs["diff"] for lb in rows}
     cols = [
-        c for c in _DIFF_COLUMNS if any(isinstance(d.get(c[0]), Mapping) for d in diffs.values())
+        _diff_column(k)
+        for k in catalogue.REPORT_DIFF
+        if any(isinstance(d.get(k), Mapping) for d in diffs.values())
     ]
-    body = []
-    for lb in rows:
-        cells: list[dict[str, Any] | None] = []
-        for key, _, form, rel in cols:
-            d = diffs[lb].get(key)
-            value = num(d.get("rel" if rel else "diff")) if isinstance(d, Mapping) else None
-            if value is None:
-                cells.append(None)
-                continue
-            ci = parse_intervals({"x": d.get("rel_ci" if rel else "ci")}).get("x")
-            cells.append(
-                {
-                    "text": _signed(form, value),
-                    "ci": (_signed(form, ci[0]), _signed(form, ci[1])) if ci else None,
-                    "zero": ci is not None and ci[0] <= 0 <= ci[1],
-                }
-            )
-        body.append({"label": lb, "cells": cells})
+    body = [
+        {
+            "label": lb,
+            "cells": [_diff_cell(diffs[lb].get(k), form, rel) for k, _, form, rel in cols],
+        }
+        for lb in rows
+    ]
     return {
         "ref": str(codecs[rows[0]].vs.get("reference") or "base"),
         "head": [title for _, title, _, _ in cols],
@@ -600,7 +561,7 @@ def bd_section(bd: Any, colors: Mapping[str, str], cis: Any = None) -> dict[str,
     rows = [(str(k), colors.get(str(k), ""), v) for k, v in bd.items() if isinstance(v, Mapping)]
     if not rows:
         return None
-    keys = sorted({k for _, _, v in rows for k in v}, key=lambda k: (k not in METRICS, k))
+    keys = sorted({k for _, _, v in rows for k in v}, key=lambda k: (k not in catalogue.METRICS, k))
     body = []
     for label, color, v in rows:
         cells = []
@@ -608,15 +569,16 @@ def bd_section(bd: Any, colors: Mapping[str, str], cis: Any = None) -> dict[str,
         for k in keys:
             x = num(v.get(k))
             pair = ci_row.get(k)
-            span = "" if pair is None else _signed(" [{:+.1f}, {:+.1f}]", *pair)
+            form = catalogue.BD_FMT
+            span = "" if pair is None else f" [{_signed(form, pair[0])}, {_signed(form, pair[1])}]"
             cells.append(
                 {
-                    "text": "—" if x is None else _signed("{:+.1f}%", x) + span,
+                    "text": "—" if x is None else _signed(form, x, "%") + span,
                     "cls": "" if x is None else ("good" if x < 0 else "bad"),
                 }
             )
         body.append({"label": label, "color": color, "cells": cells})
-    return {"head": [METRICS.get(k, (k,))[0] for k in keys], "rows": body}
+    return {"head": [catalogue.title(k) for k in keys], "rows": body}
 
 
 def _half_size(path: Path) -> tuple[int, int] | None:
@@ -647,7 +609,10 @@ def figures_section(figs: Sequence[tuple[str, str, str]], folder: Path) -> list[
 
 def _caption(vals: tuple[float | None, float | None, float | None]) -> dict[str, str]:
     bpp, psnr, cp = vals
-    top = f"{_unit(fmt('bpp', bpp), ' bpp')} · {_unit(fmt('psnr', psnr), ' dB')}"
+    top = " · ".join(
+        _unit(fmt(key, value), f" {catalogue.get(key).unit}")
+        for key, value in (("bpp", bpp), ("psnr", psnr))
+    )
     crop = "—" if cp is None else ("∞" if math.isinf(cp) else f"{cp:.1f}")
     return {"top": top, "crop": crop}
 
@@ -708,13 +673,14 @@ def slider_section(shown: Sequence[Shown]) -> tuple[dict[str, Any] | None, dict[
 _PEOPLE_INFO = ("cvvdp", "display", "display_description", "ssimulacra2")
 
 
-def notes_section(data: Mapping[str, Any], report_command: str | None) -> dict[str, Any]:
-    cmds = [c for c in [data.get("command"), *(data.get("commands") or [])] if c]
+def notes_section(results: Results, report_command: str | None) -> dict[str, Any]:
+    more = results.extra.get("commands")
+    cmds = [c for c in [results.command, *(more if isinstance(more, list) else [])] if c]
     if report_command:
         cmds.append(report_command)
-    people = data.get("people_metrics")
+    people = results.people_metrics
     return {
-        "gt": data.get("ground_truth"),
+        "gt": results.ground_truth,
         "people": {k: str(people.get(k) or "") for k in _PEOPLE_INFO}
         if isinstance(people, Mapping)
         else None,
@@ -741,24 +707,24 @@ def _environment() -> Any:
 
 
 def render_page(
-    data: Mapping[str, Any],
+    results: Results,
     sections: Mapping[str, Any],
     nav: Sequence[tuple[str, str]],
     slider_data: Mapping[str, Any],
 ) -> str:
     """The page from templates/report.html.j2 (autoescaped)."""
     meta = [
-        {"label": label, "value": data[key]}
-        for key, label in (("set", "set"), ("task", "task"), ("created", "created"))
-        if data.get(key)
+        {"label": key, "value": getattr(results, key)}
+        for key in ("set", "task", "created")
+        if getattr(results, key)
     ]
     return (
         _environment()
         .get_template("report.html.j2")
         .render(
-            title=str(data.get("title") or "icmbridge report"),
+            title=results.title or "icmbridge report",
             meta=meta,
-            annotations=data.get("ground_truth") == "annotations",
+            annotations=results.ground_truth == "annotations",
             nav=list(nav),
             sections=sections,
             slider_data=dict(slider_data) if slider_data else None,
@@ -800,19 +766,19 @@ def build_report(
     results_dir, report_dir = Path(results_dir), Path(report_dir)
     if max_images < 0 or crop_size < 16 or zoom < 1:
         raise InputError("need max_images ≥ 0, crop_size ≥ 16 and zoom ≥ 1")
-    data = load_results(results_dir)
+    results = load_results(results_dir)
     _check_output(results_dir, report_dir)
-    codecs = parse_codecs(data)
+    codecs = parse_codecs(results)
     labels = order_labels(list(codecs))
     all_labels = order_labels(labels + decoded_labels(results_dir))
     colors = plots.codec_colors(all_labels)
-    unc = data.get("uncompressed") if isinstance(data.get("uncompressed"), Mapping) else {}
+    unc = results.uncompressed or {}
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(report_dir) as tmp:
         (tmp / MARKER).write_text("written by icmbridge report\n")
         assets = tmp / "assets"
         (assets / "plots").mkdir(parents=True)
-        figs = _figures(data, codecs, labels, colors, unc, assets / "plots")
+        figs = _figures(results, codecs, labels, colors, unc, assets / "plots")
         shown, total = prepare_images(
             results_dir, assets, all_labels, codecs, max_images, crop_size, zoom
         )
@@ -822,30 +788,26 @@ def build_report(
             "codecs": codec_table_section(labels, codecs, colors, unc),
             "differences": differences_section(labels, codecs),
             "plots": figures_section(figs, tmp),
-            "table1": table1_section(data.get("table1"), data.get("table1_note")),
-            "bdrate": bd_section(data.get("bd_rate"), colors, data.get("bd_rate_ci")),
+            "table1": table1_section(results.table1, results.table1_note),
+            "bdrate": bd_section(results.bd_rate, colors, results.bd_rate_ci),
             "slider": slider,
             "crops": crops_section(shown, total, crop_size, zoom),
-            "notes": notes_section(data, command),
+            "notes": notes_section(results, command),
         }
         titles = {"summary": "Summary", "codecs": "Codecs", "differences": "vs base",
                   "plots": "Plots", "table1": "Table 1", "bdrate": "BD-rate",
                   "slider": "Slider", "crops": "Crops", "notes": "Notes"}  # fmt: skip
         anchors = {"slider": "compare"}
         nav = [(anchors.get(k, k), titles[k]) for k, v in sections.items() if v is not None]
-        page = render_page(data, sections, nav, slider_data)
+        page = render_page(results, sections, nav, slider_data)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for name in ("report.css", "report.js"):
             shutil.copyfile(STATIC / name, assets / name)
     return report_dir / "index.html"
 
 
-_RATE_AXES = (("psnr", "PSNR"), ("task_ap50", "AP50"), ("cvvdp_jod", "JOD"),
-              ("ssimulacra2", "SSIMULACRA 2"))  # fmt: skip
-
-
 def _figures(
-    data: Mapping[str, Any],
+    results: Results,
     codecs: Mapping[str, Codec],
     labels: Sequence[str],
     colors: Mapping[str, str],
@@ -854,7 +816,7 @@ def _figures(
 ) -> list[tuple[str, str, str]]:
     """(asset path, title, caption) of every figure the results allow."""
     out: list[tuple[str, str, str]] = []
-    curves = data.get("rate_curves") if isinstance(data.get("rate_curves"), Mapping) else None
+    curves = results.rate_curves
     means = {lb: codecs[lb].mean for lb in labels}
     rates = [r for r in (num(m.get("bpp")) for m in means.values()) if r is not None]
     one_rate = not rates or max(rates) - min(rates) <= 0.01 * max(rates)
@@ -867,7 +829,11 @@ def _figures(
     if name:
         text = "Dots: each codec's mean over the set"
         text += "; lines: rate curves." if curves else " (no rate curves in the results)."
-        shown = [t for k, t in _RATE_AXES if any(num(m.get(k)) is not None for m in means.values())]
+        shown = [
+            catalogue.get(k).label
+            for k in catalogue.RATE_AXES
+            if any(num(m.get(k)) is not None for m in means.values())
+        ]
         axes = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else "PSNR"
         title = f"Rate: {axes} against bits per pixel"
         out.append((f"assets/plots/{name}", title, text))
@@ -876,7 +842,7 @@ def _figures(
     if name:
         out.append((f"assets/plots/{name}", "Checkerboard artifacts per codec",
                     "artifact dB, mean over the images; ≈ 0 dB means no added grid."))  # fmt: skip
-    sweep = data.get("tradeoff")
+    sweep = results.tradeoff
     if isinstance(sweep, list) and sweep:
         base = codecs["base"].mean if "base" in codecs else None
         name = plots.tradeoff_plot(sweep, base, folder)

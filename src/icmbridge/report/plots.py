@@ -14,6 +14,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from icmbridge.metrics import catalogue
+
 DPI = 200  # 2× matplotlib's 100 dpi figure units
 # Our decoders get fixed colours so they read the same in every plot and on the page.
 # "ours" is the rate curve of the machine codec's family (base-low, base, ...): base's colour.
@@ -110,12 +112,7 @@ def _ci(point: Mapping[str, Any], key: str) -> tuple[float, float] | None:
 
 
 #: The rate plot's quality axes, in panel order (JOD and SSIMULACRA 2 where measured).
-RATE_PANELS = (
-    ("psnr", "PSNR (dB)"),
-    ("task_ap50", "task AP50"),
-    ("cvvdp_jod", "ColorVideoVDP (JOD)"),
-    ("ssimulacra2", "SSIMULACRA 2"),
-)
+RATE_PANELS = tuple((k, catalogue.get(k).axis_label) for k in catalogue.RATE_AXES)
 
 
 def rate_plot(

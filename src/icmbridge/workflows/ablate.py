@@ -221,9 +221,16 @@ def table1_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def markdown(results: dict[str, Any]) -> str:
     from icmbridge.evaluation.stats import format_ci, format_diff
+    from icmbridge.metrics.catalogue import REL_FMT, get
 
-    def f(v: float | None, fmt: str) -> str:
-        return "—" if v is None else format(v, fmt)
+    def f(r: dict[str, Any], key: str) -> str:
+        return get(key).text(r.get(key))
+
+    def with_ci(r: dict[str, Any], key: str) -> str:
+        return format_ci(r.get(key), r["ci"].get(key), get(key).fmt)
+
+    def diff(r: dict[str, Any], key: str) -> str:
+        return format_diff(r["vs_base"].get(key), get(key).diff_fmt)
 
     def same(row: dict[str, Any]) -> str:
         return f" (= {row['same_as']})" if row.get("same_as") else ""
@@ -242,19 +249,19 @@ def markdown(results: dict[str, Any]) -> str:
         "|---" * (12 if people else 9) + "|",
     ]
     for r in rows:
-        ci, d = r["ci"], r["vs_base"]
-        rel = format_diff(d.get("task_ap50"), "+.1f", rel=True) if d.get("task_ap50") else "—"
+        d = r["vs_base"]
+        rel = format_diff(d.get("task_ap50"), REL_FMT, rel=True) if d.get("task_ap50") else "—"
         if rel == "—" and r["rel_task_ap50"] is not None:  # results written before intervals
-            rel = f"{r['rel_task_ap50']:+.1f}%"
+            rel = get("rel_task_ap50").text(r["rel_task_ap50"])
         lines.append(
-            f"| {r['config']}{same(r)} | {format_ci(r['task_ap50'], ci.get('task_ap50'), '.3f')} "
-            f"| {f(r['task_ap'], '.3f')} | {format_ci(r['psnr'], ci.get('psnr'), '.2f')} | "
-            f"{f(r['ssim'], '.3f')} | {f(r['feature_distance'], '.4f')} | "
-            f"{f(r['artifact_db'], '+.2f')} | {rel} | {format_diff(d.get('psnr'), '+.2f')} |"
+            f"| {r['config']}{same(r)} | {with_ci(r, 'task_ap50')} "
+            f"| {f(r, 'task_ap')} | {with_ci(r, 'psnr')} | "
+            f"{f(r, 'ssim')} | {f(r, 'feature_distance')} | "
+            f"{f(r, 'artifact_db')} | {rel} | {diff(r, 'psnr')} |"
             + (
-                f" {format_ci(r.get('cvvdp_jod'), ci.get('cvvdp_jod'), '.2f')} | "
-                f"{format_ci(r.get('ssimulacra2'), ci.get('ssimulacra2'), '+.1f')} | "
-                f"{format_diff(d.get('cvvdp_jod'), '+.2f')} |"
+                f" {with_ci(r, 'cvvdp_jod')} | "
+                f"{with_ci(r, 'ssimulacra2')} | "
+                f"{diff(r, 'cvvdp_jod')} |"
                 if people
                 else ""
             )

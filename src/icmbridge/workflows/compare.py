@@ -180,28 +180,24 @@ def _say(message: str) -> None:
 def markdown(results: dict[str, Any]) -> str:
     """The comparison as a Markdown table: means [95 % CI], then paired differences to base."""
     from icmbridge.evaluation.stats import format_ci, format_diff
+    from icmbridge.metrics import catalogue
 
     codecs = results["codecs"]
     ref = results.get("reference", "base")
-    has_task = any(c["mean"].get("task_ap50") is not None for c in codecs.values())
-    has_people = any(c["mean"].get("cvvdp_jod") is not None for c in codecs.values())
-    cols = [("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".3f")]
-    if has_people:
-        cols += [("cvvdp_jod", ".2f"), ("ssimulacra2", "+.1f")]
-    cols += [("artifact_db", "+.2f"), ("lattice", ".2f")]
-    if has_task:
-        cols += [("task_ap50", ".3f"), ("task_ap", ".3f")]
-    names = {"bpp": "bpp", "psnr": "PSNR dB", "ssim": "SSIM", "cvvdp_jod": "JOD",
-             "ssimulacra2": "SSIMULACRA 2", "artifact_db": "artifact dB", "lattice": "lattice",
-             "task_ap50": "AP50", "task_ap": "AP"}  # fmt: skip
-    diffs = [("psnr", "+.2f", False)]
-    if has_people:
-        diffs += [("cvvdp_jod", "+.2f", False), ("ssimulacra2", "+.1f", False)]
-    diffs += [("artifact_db", "+.2f", False), ("lattice", "+.2f", False)]
-    if has_task:
-        diffs.append(("task_ap50", "+.1f", True))
-    head = [names[k] for k, _ in cols] + [
-        f"Δ{names[k]}{' rel.' if rel else ''} vs {ref}" for k, _, rel in diffs
+    measured = {
+        g: any(
+            c["mean"].get(k) is not None for c in codecs.values() for k in catalogue.select(group=g)
+        )
+        for g in ("people", "task")
+    }
+
+    def shown(key: str) -> bool:
+        return measured.get(catalogue.get(key).group, True)
+
+    cols = [catalogue.get(k) for k in catalogue.COMPACT if shown(k)]
+    diffs = [catalogue.get(k) for k in catalogue.COMPACT_DIFF if shown(k)]
+    head = [m.title for m in cols] + [
+        f"Δ{m.title}{' rel.' if m.relative else ''} vs {ref}" for m in diffs
     ]
     lines = [
         f"{results['set']}, {results['n_images']} images"
@@ -214,16 +210,25 @@ def markdown(results: dict[str, Any]) -> str:
     for label, c in codecs.items():
         m, ci = c["mean"], c.get("ci") or {}
         d = (c.get("vs") or {}).get("diff") or {}
-        cells = [format_ci(m.get(k), ci.get(k), f) for k, f in cols]
-        cells += [format_diff(d.get(k), f, rel=rel) if d else "—" for k, f, rel in diffs]
+        cells = [format_ci(m.get(x.key), ci.get(x.key), x.fmt) for x in cols]
+        cells += [
+            format_diff(d.get(x.key), catalogue.REL_FMT if x.relative else x.diff_fmt, x.relative)
+            if d
+            else "—"
+            for x in diffs
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     unc = results.get("uncompressed") or {}
     if unc.get("task_ap50") is not None:
         uci = unc.get("ci") or {}
         lines += [
             "",
-            f"Uncompressed: AP50 {format_ci(unc['task_ap50'], uci.get('task_ap50'), '.3f')}, "
-            f"AP {format_ci(unc.get('task_ap'), uci.get('task_ap'), '.3f')}.",
+            "Uncompressed: "
+            + ", ".join(
+                f"{catalogue.title(k)} {format_ci(unc.get(k), uci.get(k), catalogue.get(k).fmt)}"
+                for k in ("task_ap50", "task_ap")
+            )
+            + ".",
         ]
     lines += [
         "",
@@ -233,7 +238,7 @@ def markdown(results: dict[str, Any]) -> str:
         + (
             f" JOD: ColorVideoVDP (display `{people['display']}`; 10 = no visible difference); "
             "SSIMULACRA 2: 90 visually lossless, 50 medium, below 0 heavy compression."
-            if has_people and (people := results.get("people_metrics"))
+            if measured["people"] and (people := results.get("people_metrics"))
             else ""
         ),
         "",

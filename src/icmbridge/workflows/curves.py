@@ -26,14 +26,15 @@ import numpy as np
 
 from icmbridge.errors import InputError
 from icmbridge.evaluation.results import Results
+from icmbridge.metrics import catalogue
 
 if TYPE_CHECKING:
     from icmbridge.metrics.people import PeopleMetrics
 
 
-_CURVE_KEYS = ("bpp", "psnr", "task_ap50", "task_ap", "ssim", "cvvdp_jod", "ssimulacra2")
+_CURVE_KEYS = catalogue.select(curve=True)
 #: Quality axes that get a BD-rate when measured (in the order tables show them).
-BD_KEYS = ("psnr", "cvvdp_jod", "ssimulacra2", "task_ap50", "task_ap")
+BD_KEYS = catalogue.select(bd_axis=True)
 
 
 def _point(result: dict[str, Any]) -> dict[str, Any]:
@@ -77,25 +78,20 @@ def bd_rate_texts(
     from icmbridge.evaluation.stats import format_ci
 
     cis = cis or {}
+    bd = catalogue.BD_FMT
     return {
-        c: {k: format_ci(x, (cis.get(c) or {}).get(k), "+.1f", unit="%") for k, x in v.items()}
+        c: {k: format_ci(x, (cis.get(c) or {}).get(k), bd, unit="%") for k, x in v.items()}
         for c, v in (bd_rates or {}).items()
     }
 
 
-#: How terminals and tables name each quality axis.
-AXIS_NAMES = {
-    "psnr": "PSNR",
-    "cvvdp_jod": "JOD",
-    "ssimulacra2": "SSIMULACRA 2",
-    "task_ap50": "AP50",
-    "task_ap": "AP",
-}
+#: How terminals and tables name each quality axis (the catalogue's names).
+AXIS_NAMES = {k: catalogue.get(k).label for k in BD_KEYS}
 
 
 def bd_rate_line(texts: dict[str, str]) -> str:
     """One codec's BD-rate texts (from :func:`bd_rate_texts`) as ``PSNR …, JOD …, AP50 …``."""
-    return ", ".join(f"{AXIS_NAMES.get(k, k)} {v}" for k, v in texts.items())
+    return ", ".join(f"{catalogue.get(k).label} {v}" for k, v in texts.items())
 
 
 def run_curves(
@@ -116,7 +112,6 @@ def run_curves(
     from icmbridge.evaluation.bdrate import bd_rate
     from icmbridge.evaluation.core import Coded, code_with_model, score
     from icmbridge.evaluation.stats import interval
-    from icmbridge.metrics.people import PEOPLE_KEYS
 
     missing = {c: r for c, r in available_codecs().items() if c in codecs and r}
     codecs = [c for c in codecs if c not in missing]
@@ -149,8 +144,8 @@ def run_curves(
         )
 
     # every axis measured (--task none: no AP50; --no-people-metrics: no JOD, SSIMULACRA 2)
-    skip = {"task_ap50", "task_ap"} if task is None else set()
-    skip |= set(PEOPLE_KEYS) if people is None else set()
+    skip = set(catalogue.select(group="task")) if task is None else set()
+    skip |= set(catalogue.select(group="people")) if people is None else set()
     keys = [k for k in BD_KEYS if k not in skip]
     bd_rates = {c: {k: bd(c, k) for k in keys} for c in codecs}
     bd_cis = {

@@ -213,6 +213,7 @@ def summary_table(results: dict[str, Any]) -> str:
     paired difference of each codec's AP50 and PSNR to base (``~``: the interval covers 0); then
     the same for people (ColorVideoVDP JOD, SSIMULACRA 2) where they were measured."""
     from icmbridge.evaluation.stats import format_ci, format_diff
+    from icmbridge.metrics.catalogue import REL_FMT, get
     from icmbridge.workflows.curves import bd_rate_line, bd_rate_texts
 
     ref = results.get("uncompressed") or {}
@@ -224,19 +225,23 @@ def summary_table(results: dict[str, Any]) -> str:
         m, ci = entry["mean"], entry.get("ci") or {}
         diff = (entry.get("vs") or {}).get("diff") or {}
 
-        def f(key: str, fmt: str, m: dict = m) -> str:
-            return "—" if m.get(key) is None else format(m[key], fmt)
+        def f(key: str, m: dict = m) -> str:
+            return get(key).text(m.get(key))
 
-        dpsnr = format_diff(diff.get("psnr"), "+.2f") if diff else ""
-        dap = format_diff(diff.get("task_ap50"), "+.1f", rel=True) if diff else ""
-        psnr = format_ci(m.get("psnr"), ci.get("psnr"), ".2f")
-        ap50 = format_ci(m.get("task_ap50"), ci.get("task_ap50"), ".3f")
+        def with_ci(key: str, m: dict = m, ci: dict = ci) -> str:
+            return format_ci(m.get(key), ci.get(key), get(key).fmt)
+
+        dpsnr = format_diff(diff.get("psnr"), get("psnr").diff_fmt) if diff else ""
+        dap = format_diff(diff.get("task_ap50"), REL_FMT, rel=True) if diff else ""
+        psnr, ap50 = with_ci("psnr"), with_ci("task_ap50")
         rows.append(
-            f"{label:<16}{f('bpp', '.4f'):>7}  {psnr:<22}{f('ssim', '.3f'):>6}"
-            f"{f('artifact_db', '+.2f'):>9}  {ap50:<22}{dpsnr:<24}{dap}"
+            f"{label:<16}{f('bpp'):>7}  {psnr:<22}{f('ssim'):>6}"
+            f"{f('artifact_db'):>9}  {ap50:<22}{dpsnr:<24}{dap}"
         )
     if ref.get("task_ap50") is not None:
-        unc = format_ci(ref["task_ap50"], (ref.get("ci") or {}).get("task_ap50"), ".3f")
+        unc = format_ci(
+            ref["task_ap50"], (ref.get("ci") or {}).get("task_ap50"), get("task_ap50").fmt
+        )
         rows.append(f"{'uncompressed':<16}{'':>7}  {'':<22}{'':>6}{'':>9}  {unc}")
     rows += people_rows(results)
     rows.append(
@@ -254,6 +259,7 @@ def summary_table(results: dict[str, Any]) -> str:
 def people_rows(results: dict[str, Any]) -> list[str]:
     """The people's metrics block of the summary (empty when they were not measured)."""
     from icmbridge.evaluation.stats import format_ci, format_diff
+    from icmbridge.metrics.catalogue import get
 
     codecs = results["codecs"]
     if not any(c["mean"].get("cvvdp_jod") is not None for c in codecs.values()):
@@ -269,10 +275,11 @@ def people_rows(results: dict[str, Any]) -> list[str]:
     for label, entry in codecs.items():
         m, ci = entry["mean"], entry.get("ci") or {}
         diff = (entry.get("vs") or {}).get("diff") or {}
-        jod = format_ci(m.get("cvvdp_jod"), ci.get("cvvdp_jod"), ".2f")
-        s2 = format_ci(m.get("ssimulacra2"), ci.get("ssimulacra2"), "+.1f")
-        djod = format_diff(diff.get("cvvdp_jod"), "+.2f") if diff else ""
-        ds2 = format_diff(diff.get("ssimulacra2"), "+.1f") if diff else ""
+        jod, s2 = (format_ci(m.get(k), ci.get(k), get(k).fmt) for k in ("cvvdp_jod", "ssimulacra2"))
+        djod, ds2 = (
+            format_diff(diff.get(k), get(k).diff_fmt) if diff else ""
+            for k in ("cvvdp_jod", "ssimulacra2")
+        )
         rows.append(f"{label:<16}{jod:<22}{s2:<24}{djod:<24}{ds2}")
     return rows
 

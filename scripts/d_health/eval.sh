@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Score the issue-23 decoders on base's bitstreams: tuning set (32 COCO photos the face family
 # never saw) or a report set; paired differences and the realism measure with paired.py.
-#   results/d-health/eval.sh tune|kodak|bsds DECODERS PAIRS...
+#   scripts/d_health/eval.sh tune|kodak|bsds DECODERS PAIRS...
 set -euo pipefail
 export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-/work/shared/data}
 NAME=$1
@@ -16,4 +16,4 @@ nice -n 5 .venv/bin/icmbridge compare --base base --decoders "$2" --codecs '' --
 mkdir -p results/d-health/eval-$NAME
 cp $OUT/results.json $OUT/table.md results/d-health/eval-$NAME/
 shift 2
-.venv/bin/python results/d-health/paired.py $OUT "$@" | tee results/d-health/eval-$NAME/paired.md
+.venv/bin/python scripts/d_health/paired.py $OUT "$@" | tee results/d-health/eval-$NAME/paired.md
