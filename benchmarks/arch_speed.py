@@ -11,7 +11,7 @@ hits both alike. Ratios below 1 mean ours is faster.
 
     python benchmarks/arch_speed.py [--archs mbt2018-mean,cheng2020-anchor] [--size 256]
                                     [--runs 3] [--reps 5] [--sizes 64,96]
-                                    [--out results/arch_speed.json]
+                                    [--out results/benchmarks/arch_speed.json]
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per run")
     parser.add_argument("--runs", type=int, default=3, help="independent runs (medians of ratios)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", default="results/arch_speed.json")
+    parser.add_argument("--out", default="results/benchmarks/arch_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # Random GDN weights have exactly-zero off-diagonal γ; their products with x² are subnormal

@@ -14,7 +14,7 @@ It also reports how close the synthesis transform runs to the machine: its achie
 threads, the practical ceiling for convolution arithmetic here.
 
     python benchmarks/codec_speed.py [--model base] [--runs 3] [--reps 9] [--threads 1,2]
-                                     [--device cpu|cuda] [--out results/codec_speed.json]
+                                     [--device cpu|cuda] [--out results/benchmarks/codec_speed.json]
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=512, help="square crop of the test photo")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where transforms run")
-    parser.add_argument("--out", default="results/codec_speed.json")
+    parser.add_argument("--out", default="results/benchmarks/codec_speed.json")
     args = parser.parse_args()
     device = torch.device(args.device)
 

@@ -9,7 +9,7 @@ hits all alike), medians over images and the median of per-image ratios to the b
 * ``synthesis_s``: ``g_s`` alone on the decoded ŷ (the part that differs between decoders).
 
     python benchmarks/decoder_cost.py --decoders human,human-control,runs/x/checkpoints/last \\
-        --out results/decoder_cost.json
+        --out results/benchmarks/decoder_cost.json
 """
 
 from __future__ import annotations

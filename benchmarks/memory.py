@@ -14,7 +14,7 @@ run (e.g. the mean-scale ``base`` and the scale-hyperprior ``coco-base``).
 
     python benchmarks/memory.py [--sizes 1,4,12,50] [--tile auto|off|PIXELS]
                                 [--models base,coco-base] [--device cpu|cuda]
-                                [--out results/memory.json]
+                                [--out results/benchmarks/memory.json]
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--models", default="base,coco-base", help="models, comma separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (transforms only)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--out", default="results/memory.json")
+    parser.add_argument("--out", default="results/benchmarks/memory.json")
     parser.add_argument("--note", default="", help="a remark stored with the results")
     args = parser.parse_args()
 

@@ -18,7 +18,7 @@ second; the ratio is ours over CompressAI's.
 
     python benchmarks/train_speed.py [--reps 9] [--batch 8] [--crop 128] [--threads 2] [--ddp]
         [--peer-defaults]
-        [--archs icm,mbt2018-mean] [--device cpu|cuda] [--json results/train_speed.json]
+        [--archs icm,mbt2018-mean] [--device cpu|cuda] [--json results/benchmarks/train_speed.json]
 """
 
 from __future__ import annotations

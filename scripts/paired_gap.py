@@ -1,6 +1,6 @@
 """Paired difference of two codecs in one results.json, from its per-image rows.
 
-    python scripts/paired_gap.py results/tables/kodak/results.json human avif psnr cvvdp_jod
+    python scripts/paired_gap.py results/faces/tables/kodak/results.json human avif psnr cvvdp_jod
 
 ``compare`` pairs every codec with its reference (``base``); this pairs any two, e.g. a human
 decoder with AVIF at the same bytes: the mean of per-image differences a − b and its 95 %

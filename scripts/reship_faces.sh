@@ -96,12 +96,12 @@ case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
     (
       THREADS=1 scripts/shipped_tables.sh kodak bsds coco gan
       "$IC" curves --models base-low,base,base-high "${C[@]}" --set kodak --task none \
-        -o results/curves/faces-kodak
+        -o results/faces/curves/kodak
     ) > "$R/tables-1.log" 2>&1 &
     (
       THREADS=1 scripts/shipped_tables.sh wider bsdsfaces
       "$IC" curves --models base-low,base,base-high "${C[@]}" --set bsdsfaces:test --task face \
-        --no-people-metrics -o results/curves/faces-bsdsfaces
+        --no-people-metrics -o results/faces/curves/bsdsfaces
     ) > "$R/tables-2.log" 2>&1 &
     wait
     ;;

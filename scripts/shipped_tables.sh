@@ -4,7 +4,7 @@
 # every mean with its 95 % interval and every difference to base paired. Needs the public data
 # (Kodak, BSDS500, coco128, WIDER FACE, YOLOX-Nano): ICMBRIDGE_DATA, default ../shared/data.
 #
-#   scripts/shipped_tables.sh            # all tables into results/tables/
+#   scripts/shipped_tables.sh            # all tables into results/faces/tables/
 #   scripts/shipped_tables.sh kodak      # one of: kodak bsds coco wider bsdsfaces gan
 #   PEOPLE=all scripts/shipped_tables.sh # ColorVideoVDP / SSIMULACRA 2 on every set, not Kodak only
 #   FACE_TASKS=face scripts/shipped_tables.sh wider  # MTCNN only (default: face centerface)
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
 IC=${IC:-.venv/bin/icmbridge}
-OUT=${OUT:-results/tables}
+OUT=${OUT:-results/faces/tables}
 BASE=${BASE:-base}
 DECODERS=${DECODERS:-human,human-li,human-control}
 CONTROL=${CONTROL:-${DECODERS##*,}}  # the λ_a = 0 control: the last decoder

@@ -13,7 +13,7 @@ esac
 OUT=runs/ih/eval-$NAME
 nice -n 5 .venv/bin/icmbridge compare --base base --decoders "$2" --codecs '' --set "$SET" \
   --task none --reference human-control --threads 1 -o $OUT
-mkdir -p results/d-health/eval-$NAME
-cp $OUT/results.json $OUT/table.md results/d-health/eval-$NAME/
+mkdir -p results/gan-health/eval-$NAME
+cp $OUT/results.json $OUT/table.md results/gan-health/eval-$NAME/
 shift 2
-.venv/bin/python scripts/d_health/paired.py $OUT "$@" | tee results/d-health/eval-$NAME/paired.md
+.venv/bin/python scripts/d_health/paired.py $OUT "$@" | tee results/gan-health/eval-$NAME/paired.md

@@ -24,7 +24,7 @@ from icmbridge.evaluation.stats import format_diff, interval, mean_replicates, r
 from icmbridge.metrics.detail import hf_kept_db
 
 METRICS = ["psnr", "artifact_db", "lattice", "cvvdp_jod", "ssimulacra2", "hf_kept_db"]
-FMT = "+.3f"  # the study's tables (results/d-health/eval-*/paired.md)
+FMT = "+.3f"  # the study's tables (results/gan-health/eval-*/paired.md)
 
 
 def _rgb(path: Path) -> np.ndarray:

@@ -9,5 +9,5 @@ for norm in ${NORMS:-batch batch-joint none spectral instance}; do
   nice -n 5 .venv/bin/icmbridge finetune --base base --data $D --threads 1 --no-tensorboard \
     --steps 1 --d-warmup ${WARM:-300} --health-every 50 --health-set "$H" --health-crops 64 \
     --d-norm $norm --out runs/ih/probe-$norm > runs/ih/probe-$norm.log 2>&1
-  cp runs/ih/probe-$norm/health.json results/d-health/probe-$norm.json
+  cp runs/ih/probe-$norm/health.json results/gan-health/probe-$norm.json
 done

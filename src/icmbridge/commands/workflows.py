@@ -100,12 +100,12 @@ def _curves(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codecs", default="jpeg,webp,avif,heif", help="classical codecs")
     opt.add_scoring_options(p)
     p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("-o", "--out", default="results/curves", help="output folder")
+    p.add_argument("-o", "--out", default="out/curves", help="output folder")
 
 
 def _ablate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", default="base", help="base model to finetune (name or path)")
-    p.add_argument("-o", "--out", default="results/ablation", help="output folder")
+    p.add_argument("-o", "--out", default="out/ablation", help="output folder")
     p.add_argument("--steps", type=int, default=400, help="finetuning steps per row")
     p.add_argument("--seed", type=int, default=0, help="seed of every row")
     opt.add_scoring_options(p, set_help="held-out images to score: ", task_required=True)
