@@ -1,8 +1,9 @@
 """Encode/decode time of icmbridge's codec against CompressAI's own coding of the same weights.
 
 The peer is CompressAI's own class for the architecture of the model measured (``base`` is
-``mbt2018-mean``: CompressAI's ``MeanScaleHyperprior``; ``coco-base``, our ``ICMCodec``: its
-layers are ``ScaleHyperprior``'s), built by ``icmbridge.codec.archs.compressai_peer`` with the
+``mbt2018-mean``: CompressAI's ``MeanScaleHyperprior``; an ``ICMCodec``, such as the first COCO
+family's ``coco-base`` measured in ``results/benchmarks/codec_speed-coco-base.json``: its layers
+are ``ScaleHyperprior``'s), built by ``icmbridge.codec.archs.compressai_peer`` with the
 model's weights and CDF tables, so both code the same image with the same transforms and tables.
 Ours goes through the full container path (header, fingerprint, checksum, float64 hyper path,
 tiling, chunked rANS); CompressAI's through ``compress`` / ``decompress``. Repetitions are

@@ -8,7 +8,8 @@ The cached steps (``--preset``-free default of ``finetune``: no D, MSE on the wh
 aligned crops of ŷ from a :class:`LatentCache` of the packaged photos (encoded once, outside the
 timing) and run only the decoder: the same decoder (all of g_s) and the refinement decoders.
 
-    python benchmarks/finetune_speed.py [--reps 9] [--json] [--out results/benchmarks/finetune_speed.json]
+    python benchmarks/finetune_speed.py [--reps 9] [--json] \
+        [--out results/benchmarks/finetune_speed.json]
 """
 
 from __future__ import annotations

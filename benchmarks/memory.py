@@ -10,10 +10,11 @@ Each big-image command is compared with *the same command on a 64² image* (same
 options): that reference holds the interpreter, torch, CompressAI and the model, which no tiling
 can lower, so ``above_64px_mib`` is what the image itself costs. The peak of ``icmbridge info``
 (no model loaded) is recorded too, as ``info_mib``. ``--models`` measures several models in one
-run (e.g. the mean-scale ``base`` and the scale-hyperprior ``coco-base``).
+run (``results/benchmarks/memory.json`` holds the mean-scale ``base`` and the first COCO family's
+scale-hyperprior ``coco-base``, an ``ICMCodec``; today's ``coco-base`` is mean-scale like ``base``).
 
     python benchmarks/memory.py [--sizes 1,4,12,50] [--tile auto|off|PIXELS]
-                                [--models base,coco-base] [--device cpu|cuda]
+                                [--models base,cheng-base] [--device cpu|cuda]
                                 [--out results/benchmarks/memory.json]
 """
 
@@ -143,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,12,50", help="megapixels: 1, 4, 12, 50, or any")
     parser.add_argument("--tile", default=None, help="passed to --tile (default: automatic)")
-    parser.add_argument("--models", default="base,coco-base", help="models, comma separated")
+    parser.add_argument("--models", default="base", help="models, comma separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (transforms only)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", default="results/benchmarks/memory.json")

@@ -14,8 +14,10 @@ new image) and checks what the server kept.
   extensions, header fields with the checksum fixed, random payloads, random bytes) plus
   broken images, posted as uploads: every answer must be 4xx or 201/200, and the server alive.
 
-    nice -n 10 .venv/bin/python benchmarks/server_load.py load --json results/benchmarks/server_load.json
-    nice -n 10 .venv/bin/python benchmarks/server_load.py crash --json results/benchmarks/server_crash.json
+    nice -n 10 .venv/bin/python benchmarks/server_load.py load \
+        --json results/benchmarks/server_load.json
+    nice -n 10 .venv/bin/python benchmarks/server_load.py crash \
+        --json results/benchmarks/server_crash.json
     nice -n 10 .venv/bin/python benchmarks/server_load.py hostile \
         --json results/benchmarks/server_hostile.json
 """

@@ -7,7 +7,8 @@ Medians are compared: the goal is ``--help`` in less than half of ``import torch
 ``icmbridge`` runs as ``python -m icmbridge.cli`` (what the console script runs) with this
 checkout's ``src`` (or ``--src``) first on the path.
 
-    python benchmarks/startup.py [--reps 9] [--out results/benchmarks/startup.json] [--src OTHER/src]
+    python benchmarks/startup.py [--reps 9] [--out results/benchmarks/startup.json] \
+        [--src OTHER/src]
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def measure(reps: int, src: Path) -> dict[str, list[float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--reps", type=int, default=9, help="repetitions of every case")
-    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "startup.json"), help="JSON to write")
+    out = ROOT / "results" / "benchmarks" / "startup.json"
+    p.add_argument("--out", default=str(out), help="JSON to write")
     p.add_argument(
         "--src", type=Path, default=ROOT / "src", help="the icmbridge to time (another checkout's)"
     )

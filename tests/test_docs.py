@@ -11,7 +11,7 @@ NAMED = ("README.md", "RELIABILITY.md", "Makefile", "pyproject.toml", "requireme
 
 
 def named_paths(text: str) -> set[str]:
-    """Repository paths written in backticks or in the layout block (``src/...``, ``weights/...``)."""
+    """Repository paths in backticks or in the layout block (``src/...``, ``weights/...``)."""
     paths = set()
     for token in re.findall(r"`([^`\s]+)`", text) + re.findall(r"^\s*([a-z]+/)\s", text, re.M):
         token = token.rstrip(".,:;)")
