@@ -387,7 +387,7 @@ def load_ablation(out: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from icmbridge.metrics.people import check_display, people_argv
+    from icmbridge.metrics.people import people_argv, people_options
     from icmbridge.tasks import task_argv, task_from_args
 
     parts = args.only or ["table1", "lambda", "layers"]
@@ -407,8 +407,7 @@ def run(args: argparse.Namespace) -> int:
         task=task_from_args(args),
         data=args.data,
         command=shlex.join(words),
-        people_metrics=args.people_metrics,
-        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
+        **people_options(args),
     )
     print(markdown(results))
     print(f"written: {Path(args.out) / 'results.json'}, {Path(args.out) / 'table1.md'}")

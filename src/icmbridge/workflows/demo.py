@@ -334,7 +334,7 @@ def people_rows(results: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from icmbridge.metrics.people import check_display, people_argv
+    from icmbridge.metrics.people import people_argv, people_options
     from icmbridge.tasks import task_argv, task_from_args
     from icmbridge.workflows.compare import _decoders
 
@@ -355,8 +355,7 @@ def run(args: argparse.Namespace) -> int:
         decoders=_decoders(args.decoders) if args.decoders is not None else None,
         filter_set=args.filter_set,
         command=shlex.join(words),
-        people_metrics=args.people_metrics,
-        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
+        **people_options(args),
     )
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")
