@@ -188,6 +188,15 @@ def people_argv(args: argparse.Namespace) -> list[str]:
     return [] if display == DEFAULT_DISPLAY else ["--display", display]
 
 
+def people_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``people_metrics`` and ``display`` keywords of parsed options (the display checked only
+    when the metrics are computed), for ``run_demo`` and ``run_ablation``."""
+    return {
+        "people_metrics": args.people_metrics,
+        "display": check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
+    }
+
+
 def people_info(people: PeopleMetrics | None) -> Mapping[str, Any] | None:
     """What a results file records about the people's metrics (None: not computed)."""
     return None if people is None else people.info()

@@ -188,147 +188,40 @@ def _parse_id(text: str) -> int:
     return int(text)
 
 
-def create_app(config: ServerConfig, engine: Engine | None = None, store: Store | None = None):
-    """The ASGI app; loads the models and opens the store now (errors surface before serving).
+class _Shared:
+    """What the routes of one app share: models, store, view cache, limiter and the token."""
 
-    ``engine`` and ``store`` may be given to share them between apps (tests do).
-    """
-    import anyio
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
+    def __init__(self, config: ServerConfig, engine: Engine, store: Store) -> None:
+        import anyio
 
-    from icmbridge.codec.bitstream import MAGIC
+        self.config, self.engine, self.store = config, engine, store
+        self.views = ViewCache(config.view_cache_bytes)
+        self.model_limiter = anyio.CapacityLimiter(max(1, config.workers))
+        self.token = config.token.encode()
 
-    owns_store = store is None
-    engine = engine or Engine(config)
-    store = store or open_store(config.db, config.data_dir)
-    foreign = [fp for fp in store.fingerprints() if fp != engine.fingerprint]
-    if foreign:
-        raise InputError(
-            f"the store holds bitstreams of model {', '.join(foreign)}, but --base {config.base} "
-            f"is {engine.fingerprint}: serve it with the base that wrote them"
-        )
-    views = ViewCache(config.view_cache_bytes)
-    model_limiter = anyio.CapacityLimiter(max(1, config.workers))
-    token = config.token.encode()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_store:
-            store.close()
-
-    app = FastAPI(
-        title="icmbridge",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.engine, app.state.store, app.state.config = engine, store, config
-    app.state.model_limiter = model_limiter
-
-    async def on_models(fn: Callable[..., T], *args: Any) -> T:
+    async def on_models(self, fn: Callable[..., T], *args: Any) -> T:
         """Run model work in a worker thread; 503 when the queue in front of it is full."""
-        if model_limiter.statistics().tasks_waiting >= config.queue:
+        import anyio
+        from fastapi import HTTPException
+
+        config = self.config
+        if self.model_limiter.statistics().tasks_waiting >= config.queue:
             raise HTTPException(
                 503,
                 f"busy: {config.queue} requests are waiting for the models; retry later",
                 headers={"Retry-After": "1"},
             )
-        return await anyio.to_thread.run_sync(fn, *args, limiter=model_limiter)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.model_limiter)
 
-    async def on_store(fn: Callable[..., T], *args: Any) -> T:
+    async def on_store(self, fn: Callable[..., T], *args: Any) -> T:
+        import anyio
+
         return await anyio.to_thread.run_sync(fn, *args)
 
-    def authorised(request: Request) -> None:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "query")
-        return JSONResponse({"error": f"bad {where}: {first.get('msg', 'invalid')}"}, 400)
-
-    @app.exception_handler(IcmError)
-    async def refused(request: Request, exc: IcmError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 422)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"ok": True}
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        html = resources.files("icmbridge.server").joinpath("static/index.html").read_text("utf-8")
-        return HTMLResponse(
-            html,
-            headers={
-                "Cache-Control": "no-cache",
-                "Referrer-Policy": "no-referrer",
-                "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
-                "style-src 'unsafe-inline'; img-src blob:; connect-src 'self'",
-            },
-        )
-
-    async def read_upload(request: Request) -> tuple[bytes, str, bool]:
-        """(content, name, is a bitstream) of a raw or multipart body, within the size limit."""
-        limit = config.max_body
-        too_big = f"request body over the server's limit of {limit} bytes (serve --max-body)"
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise HTTPException(413, too_big)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPException(413, too_big)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        name = request.headers.get("x-filename")
-        if ctype == "multipart/form-data":
-            sent = False
-
-            async def replay() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    return {"type": "http.disconnect"}
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            try:
-                form = await Request(request.scope, replay).form(
-                    max_files=1, max_fields=16, max_part_size=limit
-                )
-            except Exception as exc:  # malformed multipart: Starlette raises its own types
-                raise HTTPException(400, f"bad multipart body: {exc}") from None
-            part = form.get("file")
-            if part is None or isinstance(part, str):
-                raise HTTPException(400, "a multipart upload needs a file field named 'file'")
-            body = await part.read()
-            name = name or part.filename
-            ctype = (part.content_type or "").lower()
-            await form.close()
-        if not body:
-            raise HTTPException(400, "the upload is empty")
-        name = _clean_name(name)
-        is_bitstream = body[:4] == MAGIC or ctype == BITSTREAM_TYPE or name.endswith(".icmb")
-        return body, name, is_bitstream
-
-    def ingest(body: bytes, name: str, is_bitstream: bool) -> tuple[ImageRecord, bool]:
+    def ingest(self, body: bytes, name: str, is_bitstream: bool) -> tuple[ImageRecord, bool]:
         from icmbridge.codec import bitstream
 
+        engine, store = self.engine, self.store
         data = body if is_bitstream else engine.encode_image(body, name)
         bitstream.parse_header(data)  # the CLI's checks and messages (the pixel limit too)
         sha = hashlib.sha256(data).hexdigest()
@@ -348,10 +241,177 @@ def create_app(config: ServerConfig, engine: Engine | None = None, store: Store 
         )
         return store.add(new)
 
+
+def _bearer_check(token: bytes) -> Callable[..., None]:
+    """The dependency every /v1 route takes: 401 unless the request carries the token."""
+    from fastapi import HTTPException, Request
+
+    def authorised(request: Request) -> None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return authorised
+
+
+async def _read_upload(request: Any, limit: int) -> tuple[bytes, str, bool]:
+    """(content, name, is a bitstream) of a raw or multipart body, within the size limit."""
+    from fastapi import HTTPException, Request
+
+    from icmbridge.codec.bitstream import MAGIC
+
+    too_big = f"request body over the server's limit of {limit} bytes (serve --max-body)"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise HTTPException(413, too_big)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, too_big)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    name = request.headers.get("x-filename")
+    if ctype == "multipart/form-data":
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(
+                max_files=1, max_fields=16, max_part_size=limit
+            )
+        except Exception as exc:  # malformed multipart: Starlette raises its own types
+            raise HTTPException(400, f"bad multipart body: {exc}") from None
+        part = form.get("file")
+        if part is None or isinstance(part, str):
+            raise HTTPException(400, "a multipart upload needs a file field named 'file'")
+        body = await part.read()
+        name = name or part.filename
+        ctype = (part.content_type or "").lower()
+        await form.close()
+    if not body:
+        raise HTTPException(400, "the upload is empty")
+    name = _clean_name(name)
+    is_bitstream = body[:4] == MAGIC or ctype == BITSTREAM_TYPE or name.endswith(".icmb")
+    return body, name, is_bitstream
+
+
+def create_app(config: ServerConfig, engine: Engine | None = None, store: Store | None = None):
+    """The ASGI app; loads the models and opens the store now (errors surface before serving).
+
+    ``engine`` and ``store`` may be given to share them between apps (tests do).
+    """
+    from fastapi import FastAPI
+
+    owns_store = store is None
+    engine = engine or Engine(config)
+    store = store or open_store(config.db, config.data_dir)
+    foreign = [fp for fp in store.fingerprints() if fp != engine.fingerprint]
+    if foreign:
+        raise InputError(
+            f"the store holds bitstreams of model {', '.join(foreign)}, but --base {config.base} "
+            f"is {engine.fingerprint}: serve it with the base that wrote them"
+        )
+    shared = _Shared(config, engine, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            store.close()
+
+    app = FastAPI(
+        title="icmbridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.engine, app.state.store, app.state.config = engine, store, config
+    app.state.model_limiter = shared.model_limiter
+    _add_error_handlers(app)
+    _add_page_routes(app)
+    _add_image_routes(app, shared)
+    _add_internal_error_handler(app)
+    return app
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Errors as JSON ``{"error": "<one line>"}``: HTTP errors, bad requests, refused content."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "query")
+        return JSONResponse({"error": f"bad {where}: {first.get('msg', 'invalid')}"}, 400)
+
+    @app.exception_handler(IcmError)
+    async def refused(request: Request, exc: IcmError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 422)
+
+
+def _add_internal_error_handler(app: Any) -> None:
+    """Anything unexpected: logged with its traceback, answered 500 with only its type."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
+
+
+def _add_page_routes(app: Any) -> None:
+    """The routes without a token: the health check and the browser page."""
+    from fastapi.responses import HTMLResponse
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        html = resources.files("icmbridge.server").joinpath("static/index.html").read_text("utf-8")
+        return HTMLResponse(
+            html,
+            headers={
+                "Cache-Control": "no-cache",
+                "Referrer-Policy": "no-referrer",
+                "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                "style-src 'unsafe-inline'; img-src blob:; connect-src 'self'",
+            },
+        )
+
+
+def _add_image_routes(app: Any, shared: _Shared) -> None:
+    """The /v1/images routes (bearer token): upload, list, download, one record, rendered view."""
+    from fastapi import Depends, HTTPException, Request
+    from fastapi.responses import JSONResponse, Response
+
+    authorised = _bearer_check(shared.token)
+    store, on_models, on_store = shared.store, shared.on_models, shared.on_store
+
     @app.post("/v1/images", dependencies=[Depends(authorised)])
     async def upload(request: Request) -> JSONResponse:
-        body, name, is_bitstream = await read_upload(request)
-        record, created = await on_models(ingest, body, name, is_bitstream)
+        body, name, is_bitstream = await _read_upload(request, shared.config.max_body)
+        record, created = await on_models(shared.ingest, body, name, is_bitstream)
         return JSONResponse(
             record.to_json(),
             201 if created else 200,
@@ -391,18 +451,11 @@ def create_app(config: ServerConfig, engine: Engine | None = None, store: Store 
         if decoder not in DECODERS:
             raise HTTPException(400, f"decoder must be human or machine, got {decoder!r}")
         key = (_parse_id(image_id), decoder)
-        png = views.get(key)
+        png = shared.views.get(key)
         if png is None:
             data = await on_store(store.bitstream, key[0])
             if data is None:
                 raise HTTPException(404, f"no image {image_id}")
-            png = await on_models(engine.render, data, decoder)
-            views.put(key, png)
+            png = await on_models(shared.engine.render, data, decoder)
+            shared.views.put(key, png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private"})
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
-
-    return app

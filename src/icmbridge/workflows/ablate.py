@@ -94,8 +94,6 @@ def run_ablation(
     from icmbridge.evaluation.core import task_reference
     from icmbridge.metrics.people import PeopleMetrics, people_info
     from icmbridge.tasks import build_task
-    from icmbridge.train.finetune import PAPER_RECIPE, FinetuneConfig, finetune
-    from icmbridge.train.runtime import Checkpoints
     from icmbridge.workflows.compare import compare_decoders
 
     if steps < 1 or n_images < 1:
@@ -106,6 +104,54 @@ def run_ablation(
     if not samples:
         raise InputError(f"{set_spec} holds no images")
     task = task if task is not None else build_task("face")
+
+    table, decoders = _finetune_rows(base, out, steps, seed, parts, data)
+
+    print(f"scoring {len(decoders) + 1} decoders on {len(samples)} images", file=sys.stderr)
+    compared = compare_decoders(
+        base,
+        decoders,
+        [],
+        samples,
+        task,
+        out,
+        descriptions={r["key"]: r["config"] for r in table if "same_as" not in r},
+        people=people,
+    )
+    codecs = compared["codecs"]
+    for row in table:
+        entry = codecs[row["key"]]
+        row.update({k: entry.get(k) for k in ("mean", "ci", "vs", "images")})
+    gts = [s.target() for s in samples]
+    results: dict[str, Any] = {
+        "base": base,
+        "steps": steps,
+        "seed": seed,
+        # float sums depend on the thread count, and so do trained weights at the last bits
+        "threads": torch.get_num_threads(),
+        "set": f"{set_spec} (first {len(samples)})",
+        "task": task.name,
+        "ground_truth": "annotations" if all(g is not None for g in gts) else "pseudo",
+        "uncompressed": task_reference(task, samples),
+        "command": command or f"icmbridge ablate --base {base} --steps {steps}",
+        "codecs": codecs,
+        "rows": table,
+        "people_metrics": people_info(people),
+    }
+    _write(out, results)
+    return results
+
+
+def _finetune_rows(
+    base: str, out: Path, steps: int, seed: int, parts: list[str], data: list[str] | None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Finetune every row not finished yet, each distinct experiment once.
+
+    Returns the table (base first, then one row per label) and the decoders to compare (key →
+    run folder).
+    """
+    from icmbridge.train.finetune import PAPER_RECIPE, FinetuneConfig, finetune
+    from icmbridge.train.runtime import Checkpoints
 
     todo = rows(parts)
     # rows that differ only in their label (e.g. Table 1's 3×64², λ_a = 1e-3 and K = 2 are all the
@@ -147,40 +193,7 @@ def run_ablation(
             decoders[row["key"]] = str(run_dir)
             ran[identity] = row
         table.append(row)
-
-    print(f"scoring {len(decoders) + 1} decoders on {len(samples)} images", file=sys.stderr)
-    compared = compare_decoders(
-        base,
-        decoders,
-        [],
-        samples,
-        task,
-        out,
-        descriptions={r["key"]: r["config"] for r in table if "same_as" not in r},
-        people=people,
-    )
-    codecs = compared["codecs"]
-    for row in table:
-        entry = codecs[row["key"]]
-        row.update({k: entry.get(k) for k in ("mean", "ci", "vs", "images")})
-    gts = [s.target() for s in samples]
-    results: dict[str, Any] = {
-        "base": base,
-        "steps": steps,
-        "seed": seed,
-        # float sums depend on the thread count, and so do trained weights at the last bits
-        "threads": torch.get_num_threads(),
-        "set": f"{set_spec} (first {len(samples)})",
-        "task": task.name,
-        "ground_truth": "annotations" if all(g is not None for g in gts) else "pseudo",
-        "uncompressed": task_reference(task, samples),
-        "command": command or f"icmbridge ablate --base {base} --steps {steps}",
-        "codecs": codecs,
-        "rows": table,
-        "people_metrics": people_info(people),
-    }
-    _write(out, results)
-    return results
+    return table, decoders
 
 
 def _rel(value: float | None, ref: float | None) -> float | None:
@@ -374,7 +387,7 @@ def load_ablation(out: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from icmbridge.metrics.people import check_display, people_argv
+    from icmbridge.metrics.people import people_argv, people_options
     from icmbridge.tasks import task_argv, task_from_args
 
     parts = args.only or ["table1", "lambda", "layers"]
@@ -394,8 +407,7 @@ def run(args: argparse.Namespace) -> int:
         task=task_from_args(args),
         data=args.data,
         command=shlex.join(words),
-        people_metrics=args.people_metrics,
-        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
+        **people_options(args),
     )
     print(markdown(results))
     print(f"written: {Path(args.out) / 'results.json'}, {Path(args.out) / 'table1.md'}")

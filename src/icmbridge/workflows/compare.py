@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from icmbridge.errors import InputError
 
 if TYPE_CHECKING:
-    from icmbridge.evaluation.core import PeopleScorer
+    from icmbridge.evaluation.core import Coded, PeopleScorer
 
 
 def _decoders(spec: str) -> dict[str, str]:
@@ -70,19 +70,33 @@ def compare_decoders(
     Returns ``{"codecs": {label: entry}, "unavailable": {codec: reason}}``, entries in the shape of
     :class:`icmbridge.evaluation.results.CodecResult`.
     """
-    from tqdm import tqdm
-
-    from icmbridge.baselines.classical import available_codecs, code_at_bpp
-    from icmbridge.codec.bitstream import fingerprint
-    from icmbridge.codec.store import load_codec
-    from icmbridge.evaluation.core import Coded, compare, decode_with_model, encode_with_model
-    from icmbridge.imageio import save_image
+    from icmbridge.evaluation.core import compare
 
     postfilters = dict(postfilters or {})
     labels = ["base", *decoders, *postfilters, *codecs]
     if reference not in labels:
         raise InputError(f"--reference {reference!r} is none of: {', '.join(labels)}")
     base_name = base if isinstance(base, str | Path) else "base"
+    base_codec, decoder_codecs = _load_decoders(base, base_name, decoders)
+    streams, coded = _code_once(base_codec, base_name, decoder_codecs, samples, progress)
+    for label, filt in postfilters.items():
+        coded[label] = _postfiltered(coded["base"], filt)
+    unavailable = _classical_at_base_bytes(codecs, samples, coded, progress)
+    _say(f"[compare] scoring {len(coded)} codecs on {len(samples)} images")
+    gts = [s.target() for s in samples]
+    scored = compare(coded, task, gts, reference=reference, progress=progress, people=people)
+    if out is not None:
+        _write_images(out, samples, streams, coded)
+    return _entries(scored, str(base_name), decoders, postfilters, descriptions, unavailable)
+
+
+def _load_decoders(
+    base: Any, base_name: Any, decoders: Mapping[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """Load the base and the decoders, refusing a foreign decoder before minutes of coding."""
+    from icmbridge.codec.bitstream import fingerprint
+    from icmbridge.codec.store import load_codec
+
     base_codec = load_codec(base) if isinstance(base, str | Path) else base
     decoder_codecs = {
         label: load_codec(d) if isinstance(d, str | Path) else d for label, d in decoders.items()
@@ -95,6 +109,19 @@ def compare_decoders(
                 f"{base_name}'s ({fingerprint(base_codec).hex()}), so it cannot read "
                 f"{base_name}'s bitstreams"
             )
+    return base_codec, decoder_codecs
+
+
+def _code_once(
+    base_codec: Any,
+    base_name: Any,
+    decoder_codecs: Mapping[str, Any],
+    samples: list,
+    progress: bool,
+) -> tuple[list[bytes], dict[str, list[Coded]]]:
+    """Code the set once with the base, then decode those very bytes with every decoder."""
+    from icmbridge.evaluation.core import decode_with_model, encode_with_model
+
     _say(f"[compare] coding {len(samples)} images with {base_name}")
     streams, encode_s = encode_with_model(base_codec, samples, progress)
     coded: dict[str, list[Coded]] = {"base": decode_with_model(base_codec, streams, samples)}
@@ -104,11 +131,28 @@ def compare_decoders(
     for label, codec in decoder_codecs.items():
         _say(f"[compare] decoding with {label}")
         coded[label] = decode_with_model(codec, streams, samples)
-    for label, filt in postfilters.items():
-        coded[label] = [
-            Coded(c.name, c.original, filt.apply(c.decoded), c.num_bytes, c.encode_s, c.decode_s)
-            for c in coded["base"]
-        ]
+    return streams, coded
+
+
+def _postfiltered(base_coded: list[Coded], filt: Any) -> list[Coded]:
+    """A post-filter on the base decoder's output: same bytes and times, filtered pixels."""
+    from icmbridge.evaluation.core import Coded
+
+    return [
+        Coded(c.name, c.original, filt.apply(c.decoded), c.num_bytes, c.encode_s, c.decode_s)
+        for c in base_coded
+    ]
+
+
+def _classical_at_base_bytes(
+    codecs: Sequence[str], samples: list, coded: dict[str, list[Coded]], progress: bool
+) -> dict[str, str]:
+    """Classical codecs at each image's base bytes, into ``coded``; returns those unavailable."""
+    from tqdm import tqdm
+
+    from icmbridge.baselines.classical import available_codecs, code_at_bpp
+    from icmbridge.evaluation.core import Coded
+
     unavailable = {c: r for c, r in available_codecs().items() if c in codecs and r}
     for name in (c for c in codecs if c not in unavailable):
         _say(f"[compare] {name} at each image's base rate")
@@ -121,18 +165,34 @@ def compare_decoders(
         coded[name] = items
         if above:
             _say(f"[compare] {name}: {above} image(s) above the base rate at its lowest setting")
-    _say(f"[compare] scoring {len(coded)} codecs on {len(samples)} images")
-    gts = [s.target() for s in samples]
-    scored = compare(coded, task, gts, reference=reference, progress=progress, people=people)
-    if out is not None:
-        for s, data in zip(samples, streams, strict=True):
-            path = _image_path(out / "bitstreams", s.name).with_suffix(".icmb")
-            path.write_bytes(data)
-        for label, items in coded.items():
-            for c in items:
-                save_image(c.decoded, _image_path(out / "decoded" / label, c.name))
-        for s in samples:
-            save_image(s.image, _image_path(out / "originals", s.name))
+    return unavailable
+
+
+def _write_images(
+    out: Path, samples: list, streams: list[bytes], coded: dict[str, list[Coded]]
+) -> None:
+    """The bitstreams, every codec's decoded images and the originals, for the report."""
+    from icmbridge.imageio import save_image
+
+    for s, data in zip(samples, streams, strict=True):
+        path = _image_path(out / "bitstreams", s.name).with_suffix(".icmb")
+        path.write_bytes(data)
+    for label, items in coded.items():
+        for c in items:
+            save_image(c.decoded, _image_path(out / "decoded" / label, c.name))
+    for s in samples:
+        save_image(s.image, _image_path(out / "originals", s.name))
+
+
+def _entries(
+    scored: dict[str, Any],
+    base_name: str,
+    decoders: Mapping[str, Any],
+    postfilters: Mapping[str, Any],
+    descriptions: Mapping[str, str] | None,
+    unavailable: dict[str, str],
+) -> dict[str, Any]:
+    """The scores as result entries, each with its kind and a description."""
     kinds = {
         "base": "ours",
         **{d: "ours" for d in decoders},
@@ -144,7 +204,7 @@ def compare_decoders(
             label: {
                 "kind": kinds.get(label, "classical"),
                 "description": descriptions.get(label)
-                or _describe(label, str(base_name), {k: str(v) for k, v in decoders.items()}),
+                or _describe(label, base_name, {k: str(v) for k, v in decoders.items()}),
                 "mean": r["mean"],
                 "ci": r["ci"],
                 **({"vs": r["vs"]} if "vs" in r else {}),

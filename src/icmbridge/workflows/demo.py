@@ -69,14 +69,9 @@ def run_demo(
     MTCNN). ``task`` is a built :class:`~icmbridge.tasks.MachineTask` (None: ``face``).
     ``people_metrics``: score ColorVideoVDP (on ``display``) and SSIMULACRA 2 too."""
     from icmbridge.baselines.classical import available_codecs
-    from icmbridge.baselines.postfilter import PostFilter, search_filter
-    from icmbridge.codec import bitstream
     from icmbridge.codec.store import available_models, load_codec
-    from icmbridge.data import get_set, train_split
-    from icmbridge.evaluation.core import task_reference
-    from icmbridge.evaluation.results import CodecResult, Results
-    from icmbridge.imageio import array_to_tensor
-    from icmbridge.metrics.people import PeopleMetrics, people_info
+    from icmbridge.data import get_set
+    from icmbridge.metrics.people import PeopleMetrics
     from icmbridge.tasks import build_task
     from icmbridge.workflows.compare import compare_decoders
 
@@ -100,33 +95,9 @@ def run_demo(
 
     # the method at work: a short live finetune from base
     if finetune_steps:
-        from icmbridge.train.finetune import FinetuneConfig, finetune
+        decoders["live-finetune"] = _live_finetune(out, base, finetune_steps, quick)
 
-        _say(
-            f"[1/3] live training of a decoder for people on {base}'s bitstreams "
-            f"(finetune's default recipe), {finetune_steps} steps"
-        )
-        cfg = FinetuneConfig(
-            out=str(out / "live-finetune"),
-            base=str(base),
-            steps=finetune_steps,
-            checkpoint_every=max(finetune_steps, 1),
-            tensorboard=False,
-            batch_size=4 if quick else 8,
-        )
-        decoders["live-finetune"] = str(finetune(cfg))
-
-    # post-filters on base's output, their parameters searched on training images
-    filter_set = filter_set or train_split(set_spec) or "photos:train"
-    val = get_set(filter_set, "train")[: 2 if quick else 4]
-    val_pairs = [
-        (
-            array_to_tensor(v.image)[0],
-            bitstream.decode(base_codec, bitstream.encode(base_codec, array_to_tensor(v.image)))[0],
-        )
-        for v in val
-    ]
-    filters = {f"base+{k}": PostFilter(k, search_filter(k, val_pairs)[0]) for k in _FILTERS}
+    filter_set, filters = _searched_filters(base_codec, set_spec, filter_set, quick)
 
     names = ["jpeg"] if quick else ["jpeg", "webp", "avif"]
     names = [n for n in names if available_codecs().get(n) is None]
@@ -134,17 +105,6 @@ def run_demo(
         f"[2/3] {len(samples)} images coded once with {base}, decoded by "
         f"{', '.join(['base', *decoders])}; {', '.join(names)} at matched bytes; post-filters"
     )
-    descriptions = {
-        "base": f"machine decoder of {base} (writes the bitstreams)",
-        "human": "human decoder: base's decoder + refinement CNN, trained for people (shipped)",
-        "human-li": "human decoder, low-impact setting (shipped)",
-        "live-finetune": f"decoder for people trained live in this demo ({finetune_steps} "
-        "steps, finetune's default recipe)",
-        "base+gaussian": f"base decoder + Gaussian filter (searched on {filter_set})",
-        "base+bilateral": f"base decoder + bilateral filter (searched on {filter_set})",
-    }
-    if base == "base":
-        descriptions["base"] = "machine decoder (ICM codec trained for rate + face detection)"
     compared = compare_decoders(
         base_codec,
         decoders,
@@ -153,7 +113,7 @@ def run_demo(
         task,
         out,
         postfilters=filters,
-        descriptions=descriptions,
+        descriptions=_descriptions(base, finetune_steps, filter_set),
         people=people,
     )
 
@@ -173,14 +133,101 @@ def run_demo(
             people=people,
         )
 
+    header = {
+        "command": command or "icmbridge demo" + (" --quick" if quick else ""),
+        "set_spec": set_spec,
+        "base": base,
+        "task": task,
+        "people": people,
+    }
+    return _write_results(out, header, samples, compared, curve_results, start)
+
+
+def _live_finetune(out: Path, base: str, finetune_steps: int, quick: bool) -> str:
+    """Train a decoder for people from base for a few steps (finetune's default recipe)."""
+    from icmbridge.train.finetune import FinetuneConfig, finetune
+
+    _say(
+        f"[1/3] live training of a decoder for people on {base}'s bitstreams "
+        f"(finetune's default recipe), {finetune_steps} steps"
+    )
+    cfg = FinetuneConfig(
+        out=str(out / "live-finetune"),
+        base=str(base),
+        steps=finetune_steps,
+        checkpoint_every=max(finetune_steps, 1),
+        tensorboard=False,
+        batch_size=4 if quick else 8,
+    )
+    return str(finetune(cfg))
+
+
+def _searched_filters(
+    base_codec: Any, set_spec: str, filter_set: str | None, quick: bool
+) -> tuple[str, dict[str, Any]]:
+    """Post-filters on base's output, their parameters searched on training images.
+
+    Returns (the set searched on, label → :class:`PostFilter`).
+    """
+    from icmbridge.baselines.postfilter import PostFilter, search_filter
+    from icmbridge.codec import bitstream
+    from icmbridge.data import get_set, train_split
+    from icmbridge.imageio import array_to_tensor
+
+    filter_set = filter_set or train_split(set_spec) or "photos:train"
+    val = get_set(filter_set, "train")[: 2 if quick else 4]
+    val_pairs = [
+        (
+            array_to_tensor(v.image)[0],
+            bitstream.decode(base_codec, bitstream.encode(base_codec, array_to_tensor(v.image)))[0],
+        )
+        for v in val
+    ]
+    filters = {f"base+{k}": PostFilter(k, search_filter(k, val_pairs)[0]) for k in _FILTERS}
+    return filter_set, filters
+
+
+def _descriptions(base: str, finetune_steps: int, filter_set: str) -> dict[str, str]:
+    """What the report says of each decoder and post-filter of the demo."""
+    descriptions = {
+        "base": f"machine decoder of {base} (writes the bitstreams)",
+        "human": "human decoder: base's decoder + refinement CNN, trained for people (shipped)",
+        "human-li": "human decoder, low-impact setting (shipped)",
+        "live-finetune": f"decoder for people trained live in this demo ({finetune_steps} "
+        "steps, finetune's default recipe)",
+        "base+gaussian": f"base decoder + Gaussian filter (searched on {filter_set})",
+        "base+bilateral": f"base decoder + bilateral filter (searched on {filter_set})",
+    }
+    if base == "base":
+        descriptions["base"] = "machine decoder (ICM codec trained for rate + face detection)"
+    return descriptions
+
+
+def _write_results(
+    out: Path,
+    header: dict[str, Any],
+    samples: list,
+    compared: dict[str, Any],
+    curve_results: Any,
+    start: float,
+) -> dict[str, Any]:
+    """Write results.json and the HTML report; returns the results with the report's path.
+
+    ``header``: the run's command, set_spec, base, task and people scorer.
+    """
+    from icmbridge.evaluation.core import task_reference
+    from icmbridge.evaluation.results import CodecResult, Results
+    from icmbridge.metrics.people import people_info
+
+    set_spec, task, people = header["set_spec"], header["task"], header["people"]
     gts = [s.target() for s in samples]
     results = Results(
         kind="demo",
         title="icmbridge demo",
-        command=command or "icmbridge demo" + (" --quick" if quick else ""),
+        command=header["command"],
         set=f"{set_spec} (first {len(samples)})",
         n_images=len(samples),
-        base=str(base),
+        base=str(header["base"]),
         reference="base",
         task=task.name,
         ground_truth="annotations" if all(g is not None for g in gts) else "pseudo",
@@ -287,7 +334,7 @@ def people_rows(results: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
-    from icmbridge.metrics.people import check_display, people_argv
+    from icmbridge.metrics.people import people_argv, people_options
     from icmbridge.tasks import task_argv, task_from_args
     from icmbridge.workflows.compare import _decoders
 
@@ -308,8 +355,7 @@ def run(args: argparse.Namespace) -> int:
         decoders=_decoders(args.decoders) if args.decoders is not None else None,
         filter_set=args.filter_set,
         command=shlex.join(words),
-        people_metrics=args.people_metrics,
-        display=check_display(args.display) if args.people_metrics else DEFAULT_DISPLAY,
+        **people_options(args),
     )
     print(summary_table(results))
     print(f"\nresults: {Path(args.out) / 'results.json'}  ({results['seconds']} s)")
