@@ -31,14 +31,8 @@ weights_of() {
   esac
 }
 
-stage() {  # stage train|finetune OUT ARGS...: start, or resume if OUT has checkpoints
-  local cmd=$1 out=$2; shift 2
-  if [ -d "$out/checkpoints/last" ]; then
-    nice -n 5 "$IC" "$cmd" --out "$out" --resume --threads 1
-  else
-    nice -n 5 "$IC" "$cmd" --out "$out" --threads 1 --no-tensorboard "$@"
-  fi
-}
+# shellcheck source=scripts/stage.sh
+source scripts/stage.sh
 train() { stage train "$@"; }
 finetune() { stage finetune "$@"; }
 
