@@ -41,10 +41,11 @@ def materialise(spec: str, tmp: Path) -> Path:
     rev, path = spec.split(":", 1)
     out = tmp / rev
     out.mkdir(parents=True, exist_ok=True)
-    for name in SNAPSHOT_FILES:
-        blob = subprocess.run(
-            ["git", "show", f"{rev}:{path}/{name}"], capture_output=True, check=False
-        )
+    # the snapshot's files, and a fork's branch.json (kept beside the snapshot folder)
+    wanted = [(f"{path}/{name}", name) for name in SNAPSHOT_FILES]
+    wanted.append((f"{Path(path).parent.as_posix()}/branch.json", "branch.json"))
+    for source, name in wanted:
+        blob = subprocess.run(["git", "show", f"{rev}:{source}"], capture_output=True, check=False)
         if blob.returncode == 0:
             (out / name).write_bytes(blob.stdout)
     return out

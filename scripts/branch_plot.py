@@ -28,8 +28,15 @@ def returns(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r.get("branch", "main") == "main":
             continue
-        parent = parent_of(r, rows)
-        out.append(segment(f"{r['branch']} from {parent['label']}", parent, r))
+        same = [
+            q for q in rows if q.get("branch") == r["branch"] and q["cpu_hours"] < r["cpu_hours"]
+        ]
+        if same:  # a stage with several points: each from the stage's previous one
+            prev = max(same, key=lambda q: q["cpu_hours"])
+            out.append(segment(f"{r['branch']} {prev['label']}→{r['label']}", prev, r))
+        else:
+            parent = parent_of(r, rows)
+            out.append(segment(f"{r['branch']} from {parent['label']}", parent, r))
     return out
 
 
