@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The face family, re-made on top of the long run's MSE base (issue 22, item 5).
 #
-#   scripts/reship_faces.sh fork       # copy the long run's snapshot (its step is recorded)
+#   scripts/reship_faces.sh fork       # copy the long run's snapshot FORK (its step is recorded)
 #   scripts/reship_faces.sh task       # the task stage, two weightings side by side (1 thread each)
 #   scripts/reship_faces.sh validate   # score both on validation layouts, next to AVIF
 #   VARIANT=a|b scripts/reship_faces.sh ship   # export the chosen stage, rate points, decoders
@@ -9,7 +9,10 @@
 #
 # Every stage checkpoints and is resumed by running the same step again. The settings are the
 # face family's recipe (weights/base.md) with the first stage replaced by the long run: the
-# task stage starts from its MSE snapshot instead of a 20,000-step task-aware stage.
+# task stage starts from its MSE snapshot instead of a 20,000-step task-aware stage. FORK is the
+# long run's newest decayed fork (the shipped family stands on the 16,000-step snapshot of
+# commit 7e434c9, R=runs/f3; the card gives that command); the decoders for people are the
+# issue-27 recipe (`human`) and the paper's (`human-li`, `human-control`), as in the card.
 # Validation layouts: planted faces on the training photos with another seed
 # (`bsdsfaces:train?seed=1`): new face positions and pairings, but the same photo and face pools
 # as the training data; nothing of Kodak, BSDS500 test or WIDER is looked at before the choice.
@@ -17,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ICMBRIDGE_DATA=${ICMBRIDGE_DATA:-../shared/data}
 IC=${IC:-.venv/bin/icmbridge}
-R=${R:-runs/f3}
+R=${R:-runs/f4}
+FORK=${FORK:-results/scaling/mbt64-mse-s2-decay/snapshot}
 D=bsdsfaces:train,bsds:trainval,photos
 VAL='bsdsfaces:train?seed=1,n_images=100'
 mkdir -p "$R"
@@ -38,7 +42,7 @@ finetune() { stage finetune "$@"; }
 
 case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
   fork)
-    rm -rf "$R/fork" && cp -r results/scaling/mbt64-mse/snapshot "$R/fork"
+    rm -rf "$R/fork" && cp -r "$FORK" "$R/fork"
     python3 -c "import json; print('forked at step', json.load(open('$R/fork/snapshot.json'))['loop']['step'])"
     ;;
   task)
@@ -63,14 +67,19 @@ case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
     w=$(weights_of "$v")
     "$IC" export "$R/task-$v" -o weights/base --note "face ICM base on the long run's MSE base; see weights/base.md"
     # Two lanes on the two cores: the rate points (the family's settings: lower lr and target for
-    # low) and the decoders for people (layers first:2, 600 steps, on the base's training data).
+    # low) and the decoders for people: `human` with finetune's default recipe (all of g_s, MSE,
+    # cached ŷ, 900 steps on BSDS500 photos the choices were not made on), the paper's decoders
+    # (layers first:2, 600 steps, on the base's training data).
+    H='bsds:train,bsds:val?take=0:70'
     F=(--base weights/base --data "$D" --steps 600 --checkpoint-every 150)
+    P=(--preset paper --patch-size 64 --crop 128 --batch-size 8)
     (
       # shellcheck disable=SC2086
       train "$R/rate-low" --init weights/base --data "$D" --task face $w --target-bpp 0.12 \
         --lr 1e-4 --warmup 50 --steps 800 --checkpoint-every 200 > "$R/rate-low.log" 2>&1
       "$IC" export "$R/rate-low" -o weights/base-low --note "face family, low rate point; see weights/base.md"
-      finetune "$R/human" "${F[@]}" > "$R/human.log" 2>&1
+      finetune "$R/human" --base weights/base --data "$H" --steps 900 --checkpoint-every 300 \
+        > "$R/human.log" 2>&1
       finetune "$R/human-li" "${F[@]}" --preset li > "$R/human-li.log" 2>&1
     ) &
     (
@@ -78,7 +87,7 @@ case ${1:?"usage: $0 fork|task|validate|ship|tables"} in
       train "$R/rate-high" --init weights/base --data "$D" --task face $w --target-bpp 0.45 \
         --lr 3e-4 --warmup 50 --steps 1000 --checkpoint-every 200 > "$R/rate-high.log" 2>&1
       "$IC" export "$R/rate-high" -o weights/base-high --note "face family, high rate point; see weights/base.md"
-      finetune "$R/human-control" "${F[@]}" --lambda-a 0 > "$R/human-control.log" 2>&1
+      finetune "$R/human-control" "${F[@]}" "${P[@]}" --lambda-a 0 > "$R/human-control.log" 2>&1
     ) &
     wait
     for d in human human-li human-control; do
