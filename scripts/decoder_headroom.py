@@ -9,8 +9,9 @@ and E[y | ŷ, μ̂, σ̂] (the posterior mean of y in ŷ's quantization bin unde
 Gaussian, which a decoder could compute from the bitstream). Mean-scale architectures only.
 
 ``side``: a latent refinement (``ŷ + f(·)``, zero-initialised, 64 ch × 2 residual blocks)
-before all of the base's g_s, trained for MSE on cached ŷ of ``--data`` exactly as
-``icmbridge finetune --decoder latent`` trains (same batches, seed, crop, optimiser). ``plain``
+before all of the base's g_s, trained for MSE on cached ŷ of ``--data`` like
+``icmbridge finetune --decoder latent`` (its cached batches, seed, crop and learning rate; Adam
+without its warm-up, the whole extent decoded instead of its windows). ``plain``
 feeds f ŷ alone; ``side`` feeds it ŷ, μ̂ and log σ̂ from the hyper-prior (all in the bitstream):
 whether a decoder conditioned on the hyper-latent knows more than one that is not. Scored as
 ΔPSNR over the base's decoder on ``--set`` with a 95 % bootstrap interval over images.
@@ -34,6 +35,7 @@ from icmbridge.codec.store import load_codec
 from icmbridge.data import get_set
 from icmbridge.evaluation.stats import interval, mean_replicates, resample_plan
 from icmbridge.imageio import array_to_tensor
+from icmbridge.metrics.fidelity import psnr as fidelity_psnr
 from icmbridge.train.latent_cache import LatentCache
 
 
@@ -55,7 +57,8 @@ def posterior_mean(y_hat: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
 
 
 def psnr(x_hat: Tensor, x: Tensor) -> float:
-    return -10 * math.log10(float(((x_hat.clamp(0, 1) - x) ** 2).mean()))
+    """The project's PSNR of an unclamped decoder output (clamped as decoding does)."""
+    return fidelity_psnr(x, x_hat.clamp(0, 1))
 
 
 def summary(d: list[float]) -> dict:
