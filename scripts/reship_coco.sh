@@ -77,9 +77,10 @@ case ${1:?"usage: $0 fork|task|validate|ship|curves|tables"} in
         --batch-size 2 --target-bpp 0.15 --lr 1e-4 --warmup 50 --steps 800 \
         --checkpoint-every 200 > "$R/rate-low.log" 2>&1
       "$IC" export "$R/rate-low" -o weights/coco-base-low --note "COCO family, low rate point; see weights/coco-base.md"
-      # the decoder for people: the project's default recipe (all of g_s, MSE, cached ŷ)
+      # the decoder for people: all of g_s, MSE, cached ŷ (finetune's default until the face
+      # family's fourth re-make, which added 0.2·(1 − MS-SSIM); --lambda-msssim 0 keeps coco-human's)
       stage finetune "$R/human" --base weights/coco-base --data "$H" --steps 900 \
-        --checkpoint-every 300 > "$R/human.log" 2>&1
+        --lambda-msssim 0 --checkpoint-every 300 > "$R/human.log" 2>&1
     ) &
     (
       # shellcheck disable=SC2086

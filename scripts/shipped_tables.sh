@@ -55,7 +55,7 @@ if pick bsdsfaces; then
     run --set bsdsfaces:test --task "$t" --codecs jpeg,avif $NOP -o "$OUT/bsdsfaces-$(detector "$t")"
   done
 fi
-if pick gan; then  # what the adversarial term adds: human paired with the λ_a = 0 control
+if pick gan; then  # the first decoder paired with the λ_a = 0 control (first two layers, MSE)
   for s in kodak bsds:test; do
     people=$([ "$s" = kodak ] || echo "$NOP")
     DECODERS="${DECODERS%%,*},$CONTROL" run --set "$s" --task none --codecs '' $people \

@@ -20,12 +20,14 @@ from icmbridge.codec.decoders import (
 from icmbridge.codec.store import available_models, load_codec, save_codec
 from icmbridge.commands import main
 from icmbridge.errors import InputError
+from icmbridge.imageio import array_to_tensor
 from icmbridge.train.finetune import (
     PAPER_RECIPE,
     PRESETS,
     FinetuneConfig,
     cache_margin,
     decode_cores,
+    msssim_loss,
 )
 from icmbridge.train.latent_cache import LatentCache
 from icmbridge.train.runtime import Checkpoints
@@ -177,6 +179,23 @@ def test_finetune_trains_a_refined_decoder_on_the_base_bytes(
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in after.items() if "tail" in k)
     # resume goes on from the checkpoint with its decoder
     assert main(["finetune", "--out", str(run), "--resume", "--steps", "4"]) == 0
+
+
+def test_msssim_term_of_the_default_recipe_ranks_distortions(astronaut) -> None:
+    """The default objective's 1 − MS-SSIM: 0 on the image itself, larger for more noise, a
+    gradient to the decoder, and defined on crops too small for all five scales."""
+    assert FinetuneConfig(out="").lambda_msssim > 0  # the default for people mixes it in
+    x = array_to_tensor(astronaut[100:228, 150:278])  # 1×3×128², a training crop
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x.shape, generator=g)
+    assert msssim_loss(x, x).item() < 1e-6
+    light, heavy = (msssim_loss((x + s * noise).clamp(0, 1), x).item() for s in (0.02, 0.1))
+    assert 0 < light < heavy
+    x_hat = (x + 0.05 * noise).clamp(0, 1).requires_grad_(True)
+    msssim_loss(x_hat, x).backward()
+    assert x_hat.grad is not None and x_hat.grad.abs().sum() > 0
+    small = x[..., :40, :40]  # 2 of 5 scales fit
+    assert 0 < msssim_loss((small + 0.05 * noise[..., :40, :40]).clamp(0, 1), small).item() < 1
 
 
 def test_paper_preset_is_the_paper_recipe() -> None:
