@@ -33,13 +33,13 @@ def test_decoders_read_the_same_bytes_and_jpeg_matches_the_rate(compared) -> Non
     assert rates["human"] == rates["base"] == rates["same"]  # one bitstream, three decoders
     # JPEG at each image's base bytes, never more, unless its smallest file is already larger:
     # then that smallest file is what it is compared at (and compare says so)
-    samples = {s.name: s for s in get_set("faces:test")}
+    images = {s.name: s.image for s in get_set("faces:test")}
     for row, b in zip(codecs["jpeg"]["images"], rates["base"], strict=True):
         if row["bpp"] > b:
-            smallest = code_at_bpp("jpeg", samples[row["name"]].image, b)
-            assert smallest.above_target and 8 * len(smallest.data) == pytest.approx(
-                row["bpp"] * samples[row["name"]].image[..., 0].size
-            )
+            image = images[row["name"]]
+            smallest = code_at_bpp("jpeg", image, b)
+            assert smallest.above_target
+            assert 8 * len(smallest.data) == pytest.approx(row["bpp"] * image[..., 0].size)
     # the same decoder twice: no difference at all, and the interval says so
     same = codecs["same"]["vs"]["diff"]
     assert same["psnr"]["diff"] == 0 and same["psnr"]["covers_zero"] is True
